@@ -1,0 +1,353 @@
+"""AdEMAMix: Adam with a mixture of a fast and a slow gradient EMA."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, overload
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["AdEMAMix"]
+
+
+class AdEMAMix(Optimizer):
+    r"""AdEMAMix (Pagliardini, Ablin and Grangier, 2024), Algorithm 1 of the paper.
+
+    With ``t`` the step count of a parameter (starting at 1) and ``g`` its gradient::
+
+        alpha_t = min(t * alpha / alpha_warmup, alpha)          (alpha if no warm-up)
+        beta3_t = min(exp(ln(b1) * ln(b3) / ((1 - t/T) * ln(b3) + (t/T) * ln(b1))), b3)
+                  with T = beta3_warmup                          (b3 if no warm-up or t >= T)
+        m1 <- b1 * m1 + (1 - b1) * g                            fast EMA
+        m2 <- beta3_t * m2 + (1 - beta3_t) * g                  slow EMA, not bias-corrected
+        nu <- b2 * nu + (1 - b2) * g^2
+        m1_hat = m1 / (1 - b1^t);  nu_hat = nu / (1 - b2^t)
+        theta <- theta - lr * ((m1_hat + alpha_t * m2) / (sqrt(nu_hat) + eps)
+                               + weight_decay * theta)
+
+    The weight-decay term uses ``theta`` from before the step (decoupled, AdamW-style).
+    The beta3 schedule interpolates linearly in ``1 / ln(beta)``, i.e. in the EMA's
+    half-life, from ``b1`` at ``t = 0`` to ``b3`` at ``t = T``. With ``b1 = 0`` its
+    limit ``b3 ** (T / t)`` is used.
+
+    With ``betas[0] == 0`` the fast EMA is the gradient itself and no ``m1`` buffer is
+    kept: the optimizer then stores two buffers per parameter, as Adam does.
+
+    State per parameter: ``step`` (float32 CPU tensor, as in ``torch.optim``),
+    ``exp_avg`` (``m1``, only when ``betas[0] > 0``), ``exp_avg_slow`` (``m2``) and
+    ``exp_avg_sq`` (``nu``). Buffers have the parameter's dtype, so bf16 parameters
+    keep bf16 state (and bf16 arithmetic in the update).
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr: learning rate (default: 1e-3).
+        betas: ``(b1, b2, b3)``, the fast-EMA, second-moment and slow-EMA coefficients,
+            each in [0, 1) (default: (0.9, 0.999, 0.9999)).
+        alpha: weight of the slow EMA, >= 0 (default: 5.0).
+        alpha_warmup: steps of the linear alpha warm-up, an int >= 1, or ``None`` for
+            none (default: None). The paper sets it to the run's length.
+        beta3_warmup: steps of the beta3 warm-up, an int >= 1, or ``None`` for none
+            (default: None). The paper sets it to the run's length.
+        eps: term added to the denominator, >= 0 (default: 1e-8).
+        weight_decay: decoupled weight-decay coefficient, >= 0 (default: 0).
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
+            means yes (default: None).
+
+    Sparse gradients are not supported (``RuntimeError``).
+
+    References:
+        Pagliardini, Ablin, Grangier. The AdEMAMix Optimizer: Better, Faster, Older.
+        https://arxiv.org/abs/2409.03137
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+        alpha: float = 5.0,
+        alpha_warmup: int | None = None,
+        beta3_warmup: int | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        _check_nonnegative("learning rate", lr)
+        if len(betas) != 3:
+            raise ValueError(f"Invalid betas: {betas!r} (expected 3 values)")
+        for index, beta in enumerate(betas):
+            if not (_is_number(beta) and 0.0 <= beta < 1.0):
+                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        _check_nonnegative("alpha value", alpha)
+        _check_warmup("alpha_warmup", alpha_warmup)
+        _check_warmup("beta3_warmup", beta3_warmup)
+        _check_nonnegative("epsilon value", eps)
+        _check_nonnegative("weight_decay value", weight_decay)
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "alpha": alpha,
+            "alpha_warmup": alpha_warmup,
+            "beta3_warmup": beta3_warmup,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("alpha_warmup", None)
+            group.setdefault("beta3_warmup", None)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_slows: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        state_steps: list[Tensor],
+    ) -> None:
+        keep_fast = group["betas"][0] > 0.0
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("AdEMAMix does not support sparse gradients")
+            if torch.is_complex(p):
+                raise RuntimeError("AdEMAMix does not support complex parameters")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg_slow"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if keep_fast:
+                # Created here rather than above so that a group switched from b1 = 0
+                # to b1 > 0 (or a state loaded from such a run) still gets its buffer.
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                exp_avgs.append(state["exp_avg"])
+            params.append(p)
+            grads.append(p.grad)
+            exp_avg_slows.append(state["exp_avg_slow"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            exp_avg_slows: list[Tensor] = []
+            exp_avg_sqs: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            self._init_group(
+                group, params, grads, exp_avgs, exp_avg_slows, exp_avg_sqs, state_steps
+            )
+            if not params:
+                continue
+            beta1, beta2, beta3 = group["betas"]
+            impl = _single_tensor_ademamix if group["foreach"] is False else _multi_tensor_ademamix
+            impl(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_slows,
+                exp_avg_sqs,
+                _advance(state_steps),
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                beta3=beta3,
+                alpha=group["alpha"],
+                alpha_warmup=group["alpha_warmup"],
+                beta3_warmup=group["beta3_warmup"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+            )
+        return loss
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_nonnegative(what: str, value: float) -> None:
+    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _check_warmup(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid {name} value: {value} (must be an integer >= 1 or None)")
+
+
+def _advance(state_steps: list[Tensor]) -> list[int]:
+    """Increment every parameter's step counter and return the new counts."""
+    steps = []
+    for step_t in state_steps:
+        step_t += 1
+        steps.append(int(step_t.item()))
+    return steps
+
+
+def _alpha_at(step: int, alpha: float, warmup: int | None) -> float:
+    """Linear warm-up of the slow-EMA weight."""
+    if warmup is None:
+        return alpha
+    return min(step * alpha / warmup, alpha)
+
+
+def _beta3_at(step: int, beta1: float, beta3: float, warmup: int | None) -> float:
+    """The paper's beta3 scheduler: linear in the half-life, from beta1 to beta3."""
+    if warmup is None or step >= warmup or beta3 == 0.0:
+        return beta3
+    frac = step / warmup
+    log_b3 = math.log(beta3)
+    if beta1 == 0.0:
+        # The limit of the formula below as ln(beta1) -> -inf.
+        return min(math.exp(log_b3 / frac), beta3)
+    log_b1 = math.log(beta1)
+    return min(math.exp(log_b1 * log_b3 / ((1.0 - frac) * log_b3 + frac * log_b1)), beta3)
+
+
+def _ademamix_update(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor | None,
+    exp_avg_slow: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    alpha_warmup: int | None,
+    beta3_warmup: int | None,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """One AdEMAMix step for one tensor; mutates ``param`` and the state in place.
+
+    ``exp_avg`` is ``None`` exactly when ``beta1 == 0`` (the fast EMA is ``grad``).
+    """
+    beta3_t = _beta3_at(step, beta1, beta3, beta3_warmup)
+    alpha_t = _alpha_at(step, alpha, alpha_warmup)
+    exp_avg_slow.mul_(beta3_t).add_(grad, alpha=1.0 - beta3_t)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    if exp_avg is None:
+        numerator = torch.add(grad, exp_avg_slow, alpha=alpha_t)
+    else:
+        exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+        numerator = (exp_avg / (1.0 - beta1**step)).add_(exp_avg_slow, alpha=alpha_t)
+    denom = exp_avg_sq.sqrt().div_(math.sqrt(1.0 - beta2**step)).add_(eps)
+    if weight_decay != 0.0:
+        param.mul_(1.0 - lr * weight_decay)
+    param.addcdiv_(numerator, denom, value=-lr)
+
+
+def _single_tensor_ademamix(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_slows: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Reference path: ``_ademamix_update`` on each tensor in turn."""
+    for i, param in enumerate(params):
+        exp_avg = exp_avgs[i] if exp_avgs else None
+        _ademamix_update(
+            param,
+            grads[i],
+            exp_avg,
+            exp_avg_slows[i],
+            exp_avg_sqs[i],
+            step=steps[i],
+            **hparams,
+        )
+
+
+def _multi_tensor_ademamix(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_slows: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    alpha_warmup: int | None,
+    beta3_warmup: int | None,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """The math of ``_ademamix_update`` with ``torch._foreach_*`` ops.
+
+    Tensors are bucketed by device, dtype and step count, so every scalar of a
+    bucket (bias corrections, scheduled alpha and beta3) is a single Python float.
+    """
+    for (_, _, step), idx in _buckets(params, steps).items():
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        m2 = [exp_avg_slows[i] for i in idx]
+        nu = [exp_avg_sqs[i] for i in idx]
+        beta3_t = _beta3_at(step, beta1, beta3, beta3_warmup)
+        alpha_t = _alpha_at(step, alpha, alpha_warmup)
+        torch._foreach_mul_(m2, beta3_t)
+        torch._foreach_add_(m2, g, alpha=1.0 - beta3_t)
+        torch._foreach_mul_(nu, beta2)
+        torch._foreach_addcmul_(nu, g, g, value=1.0 - beta2)
+        if not exp_avgs:
+            numerator = torch._foreach_add(g, m2, alpha=alpha_t)
+        else:
+            m1 = [exp_avgs[i] for i in idx]
+            torch._foreach_mul_(m1, beta1)
+            torch._foreach_add_(m1, g, alpha=1.0 - beta1)
+            numerator = torch._foreach_div(m1, 1.0 - beta1**step)
+            torch._foreach_add_(numerator, m2, alpha=alpha_t)
+        denom = torch._foreach_sqrt(nu)
+        torch._foreach_div_(denom, math.sqrt(1.0 - beta2**step))
+        torch._foreach_add_(denom, eps)
+        if weight_decay != 0.0:
+            torch._foreach_mul_(p, 1.0 - lr * weight_decay)
+        torch._foreach_addcdiv_(p, numerator, denom, value=-lr)
+
+
+def _buckets(
+    params: list[Tensor], steps: list[int]
+) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, step)."""
+    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
+    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
+        out.setdefault((param.device, param.dtype, step), []).append(i)
+    return out

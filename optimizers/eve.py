@@ -1,0 +1,367 @@
+"""EVE: short- and long-term moments with two learning rates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, overload
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["EVE"]
+
+
+class EVE(Optimizer):
+    r"""EVE (Khadangi, 2023), as in its author's TensorFlow implementation.
+
+    With ``t`` the step count of a parameter (starting at 1) and ``g`` its gradient::
+
+        mS <- b1 * mS + (1 - b1) * g                     short-term first moment
+        mL <- b2 * mL + (1 - b2) * g                     long-term first moment
+        vS <- b2 * vS + (1 - b2) * (g - sqrt(vL))^2      uses vL from the previous step
+        vL <- alpha * vL + (1 - alpha) * (g - sqrt(vS))^2    uses the new vS
+        vS_max <- max(vS_max, vS)                        (amsgrad only)
+        a1 = lr  * sqrt(1 - alpha^t) / (1 - b1^t)
+        a2 = lr2 * sqrt(1 - alpha^t) / (1 - b2^t)
+        m = b3 * mS + (1 - b3) * mL
+        theta <- theta - lr * weight_decay * theta       decoupled, before the update
+        theta <- theta - 1/2 * (a1 / (sqrt(vL) + eps) + a2 / (sqrt(vS) + eps)) * m
+
+    With ``amsgrad``, ``vS_max`` replaces ``vS`` in the last line (the recursion of
+    ``vL`` still uses ``vS``). The second moments are centred on the other moment's
+    root, so the update is not an odd function of the gradient: ``g`` and ``-g`` do
+    not give opposite steps.
+
+    **lr2 follows lr.** Each param group records ``lr_ref``, its ``lr`` when the group
+    was added; a step uses ``lr2 * lr / lr_ref``. A schedule that scales ``lr``
+    (``torch.optim.lr_scheduler``, which only writes ``group["lr"]``) thus scales
+    ``lr2`` in proportion, and an unscheduled run uses ``lr2`` exactly. A group
+    created with ``lr = 0`` keeps ``lr2`` fixed. Writing ``group["lr2"]`` changes the
+    second rate at ``lr_ref``.
+
+    State per parameter: ``step`` (float32 CPU tensor), ``exp_avg_short`` (``mS``),
+    ``exp_avg_long`` (``mL``), ``exp_avg_sq_short`` (``vS``), ``exp_avg_sq_long``
+    (``vL``) and, with amsgrad, ``max_exp_avg_sq_short``. Buffers have the parameter's
+    dtype, so bf16 parameters keep bf16 state (and bf16 arithmetic in the update).
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr: learning rate of the long-term denominator term (default: 1e-3).
+        lr2: learning rate of the short-term denominator term, >= 0 (default: 4e-4).
+        betas: ``(b1, b2, b3)``: short and long EMA coefficients in [0, 1), and the
+            mixing weight of ``mS`` in [0, 1] (default: (0.9, 0.99, 0.5)).
+        alpha: EMA coefficient of ``vL`` in [0, 1) (default: 0.999).
+        eps: term added to both denominators, >= 0 (default: 1e-7).
+        weight_decay: decoupled weight-decay coefficient, >= 0 (default: 0).
+        amsgrad: use the running maximum of ``vS`` (default: False).
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
+            means yes (default: None).
+
+    Sparse gradients are not supported (``RuntimeError``).
+
+    References:
+        Khadangi. We Don't Need No Adam, All We Need Is EVE: On The Variance of Dual
+        Learning Rate And Beyond. https://arxiv.org/abs/2308.10740
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        lr2: float = 4e-4,
+        betas: tuple[float, float, float] = (0.9, 0.99, 0.5),
+        alpha: float = 0.999,
+        eps: float = 1e-7,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        _check_nonnegative("learning rate", lr)
+        _check_nonnegative("lr2 value", lr2)
+        if len(betas) != 3:
+            raise ValueError(f"Invalid betas: {betas!r} (expected 3 values)")
+        for index, beta in enumerate(betas):
+            # beta3 is a mixing weight, so 1 (only mS) is allowed.
+            ok = 0.0 <= beta <= 1.0 if index == 2 else 0.0 <= beta < 1.0
+            if not (_is_number(beta) and ok):
+                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        if not (_is_number(alpha) and 0.0 <= alpha < 1.0):
+            raise ValueError(f"Invalid alpha value: {alpha} (must be in [0, 1))")
+        _check_nonnegative("epsilon value", eps)
+        _check_nonnegative("weight_decay value", weight_decay)
+        if not isinstance(amsgrad, bool):
+            raise ValueError(f"Invalid amsgrad value: {amsgrad!r}")
+        defaults = {
+            "lr": lr,
+            "lr2": lr2,
+            "betas": tuple(betas),
+            "alpha": alpha,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, recording the ``lr`` its ``lr2`` refers to (``lr_ref``)."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group.setdefault("lr_ref", group["lr"])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("amsgrad", False)
+            group.setdefault("lr_ref", group["lr"])
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        buffers: dict[str, list[Tensor]],
+        state_steps: list[Tensor],
+    ) -> None:
+        names = _BUFFERS + (("max_exp_avg_sq_short",) if group["amsgrad"] else ())
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("EVE does not support sparse gradients")
+            if torch.is_complex(p):
+                raise RuntimeError("EVE does not support complex parameters")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            for name in names:
+                if name not in state:
+                    state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                buffers.setdefault(name, []).append(state[name])
+            params.append(p)
+            grads.append(p.grad)
+            state_steps.append(state["step"])
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            buffers: dict[str, list[Tensor]] = {}
+            state_steps: list[Tensor] = []
+            self._init_group(group, params, grads, buffers, state_steps)
+            if not params:
+                continue
+            beta1, beta2, beta3 = group["betas"]
+            impl = _single_tensor_eve if group["foreach"] is False else _multi_tensor_eve
+            impl(
+                params,
+                grads,
+                buffers["exp_avg_short"],
+                buffers["exp_avg_long"],
+                buffers["exp_avg_sq_short"],
+                buffers["exp_avg_sq_long"],
+                buffers.get("max_exp_avg_sq_short", []),
+                _advance(state_steps),
+                lr=group["lr"],
+                lr2=_effective_lr2(group),
+                beta1=beta1,
+                beta2=beta2,
+                beta3=beta3,
+                alpha=group["alpha"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+            )
+        return loss
+
+
+_BUFFERS = ("exp_avg_short", "exp_avg_long", "exp_avg_sq_short", "exp_avg_sq_long")
+
+
+def _effective_lr2(group: dict[str, Any]) -> float:
+    """``lr2`` scaled by how far a schedule has moved ``lr`` from ``lr_ref``."""
+    lr_ref = group["lr_ref"]
+    if lr_ref == 0:
+        return float(group["lr2"])
+    return float(group["lr2"] * (group["lr"] / lr_ref))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_nonnegative(what: str, value: float) -> None:
+    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _advance(state_steps: list[Tensor]) -> list[int]:
+    """Increment every parameter's step counter and return the new counts."""
+    steps = []
+    for step_t in state_steps:
+        step_t += 1
+        steps.append(int(step_t.item()))
+    return steps
+
+
+def _step_sizes(
+    step: int, lr: float, lr2: float, beta1: float, beta2: float, alpha: float
+) -> tuple[float, float]:
+    """``(a1, a2)``: both rates carry alpha's bias correction in a square root."""
+    root = math.sqrt(1.0 - alpha**step)
+    return lr * root / (1.0 - beta1**step), lr2 * root / (1.0 - beta2**step)
+
+
+def _eve_update(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg_short: Tensor,
+    exp_avg_long: Tensor,
+    exp_avg_sq_short: Tensor,
+    exp_avg_sq_long: Tensor,
+    max_exp_avg_sq_short: Tensor | None,
+    *,
+    step: int,
+    lr: float,
+    lr2: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """One EVE step for one tensor; mutates ``param`` and the state in place.
+
+    ``max_exp_avg_sq_short`` is ``None`` exactly when amsgrad is off.
+    """
+    a1, a2 = _step_sizes(step, lr, lr2, beta1, beta2, alpha)
+    if weight_decay != 0.0:
+        param.mul_(1.0 - lr * weight_decay)
+    exp_avg_short.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+    exp_avg_long.mul_(beta2).add_(grad, alpha=1.0 - beta2)
+    deviation = grad - exp_avg_sq_long.sqrt()
+    exp_avg_sq_short.mul_(beta2).addcmul_(deviation, deviation, value=1.0 - beta2)
+    deviation = grad - exp_avg_sq_short.sqrt()
+    exp_avg_sq_long.mul_(alpha).addcmul_(deviation, deviation, value=1.0 - alpha)
+    short = exp_avg_sq_short
+    if max_exp_avg_sq_short is not None:
+        torch.maximum(max_exp_avg_sq_short, exp_avg_sq_short, out=max_exp_avg_sq_short)
+        short = max_exp_avg_sq_short
+    rate = exp_avg_sq_long.sqrt().add_(eps).reciprocal_().mul_(a1)
+    rate.add_(short.sqrt().add_(eps).reciprocal_(), alpha=a2)
+    momentum = exp_avg_short.mul(beta3).add_(exp_avg_long, alpha=1.0 - beta3)
+    param.addcmul_(rate, momentum, value=-0.5)
+
+
+def _single_tensor_eve(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_shorts: list[Tensor],
+    exp_avg_longs: list[Tensor],
+    exp_avg_sq_shorts: list[Tensor],
+    exp_avg_sq_longs: list[Tensor],
+    max_exp_avg_sq_shorts: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Reference path: ``_eve_update`` on each tensor in turn."""
+    for i, param in enumerate(params):
+        _eve_update(
+            param,
+            grads[i],
+            exp_avg_shorts[i],
+            exp_avg_longs[i],
+            exp_avg_sq_shorts[i],
+            exp_avg_sq_longs[i],
+            max_exp_avg_sq_shorts[i] if max_exp_avg_sq_shorts else None,
+            step=steps[i],
+            **hparams,
+        )
+
+
+def _multi_tensor_eve(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_shorts: list[Tensor],
+    exp_avg_longs: list[Tensor],
+    exp_avg_sq_shorts: list[Tensor],
+    exp_avg_sq_longs: list[Tensor],
+    max_exp_avg_sq_shorts: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    lr2: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """The math of ``_eve_update`` with ``torch._foreach_*`` ops.
+
+    Tensors are bucketed by device, dtype and step count, so the step sizes of a
+    bucket are single Python floats.
+    """
+    for (_, _, step), idx in _buckets(params, steps).items():
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        m_s, m_l = [exp_avg_shorts[i] for i in idx], [exp_avg_longs[i] for i in idx]
+        v_s, v_l = [exp_avg_sq_shorts[i] for i in idx], [exp_avg_sq_longs[i] for i in idx]
+        a1, a2 = _step_sizes(step, lr, lr2, beta1, beta2, alpha)
+        if weight_decay != 0.0:
+            torch._foreach_mul_(p, 1.0 - lr * weight_decay)
+        torch._foreach_mul_(m_s, beta1)
+        torch._foreach_add_(m_s, g, alpha=1.0 - beta1)
+        torch._foreach_mul_(m_l, beta2)
+        torch._foreach_add_(m_l, g, alpha=1.0 - beta2)
+        deviation = torch._foreach_sub(g, torch._foreach_sqrt(v_l))
+        torch._foreach_mul_(v_s, beta2)
+        torch._foreach_addcmul_(v_s, deviation, deviation, value=1.0 - beta2)
+        deviation = torch._foreach_sub(g, torch._foreach_sqrt(v_s))
+        torch._foreach_mul_(v_l, alpha)
+        torch._foreach_addcmul_(v_l, deviation, deviation, value=1.0 - alpha)
+        short = v_s
+        if max_exp_avg_sq_shorts:
+            short = [max_exp_avg_sq_shorts[i] for i in idx]
+            torch._foreach_maximum_(short, v_s)
+        rate = _foreach_inverse_root(v_l, eps)
+        torch._foreach_mul_(rate, a1)
+        torch._foreach_add_(rate, _foreach_inverse_root(short, eps), alpha=a2)
+        momentum = torch._foreach_mul(m_s, beta3)
+        torch._foreach_add_(momentum, m_l, alpha=1.0 - beta3)
+        torch._foreach_addcmul_(p, rate, momentum, value=-0.5)
+
+
+def _foreach_inverse_root(tensors: list[Tensor], eps: float) -> list[Tensor]:
+    """``1 / (sqrt(x) + eps)`` for each tensor, as new tensors."""
+    out = torch._foreach_sqrt(tensors)
+    torch._foreach_add_(out, eps)
+    torch._foreach_reciprocal_(out)
+    return list(out)
+
+
+def _buckets(
+    params: list[Tensor], steps: list[int]
+) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, step)."""
+    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
+    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
+        out.setdefault((param.device, param.dtype, step), []).append(i)
+    return out

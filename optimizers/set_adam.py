@@ -1,0 +1,332 @@
+"""SET-Adam: Adam whose second moment is scaled, eps-embedded and translated per layer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, overload
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["SETAdam"]
+
+_EPS_MODES = ("root", "accumulate")
+
+
+class SETAdam(Optimizer):
+    r"""SET-Adam (Zhang, 2023): suppresses the range of Adam's adaptive stepsizes.
+
+    The state follows Adam's recursion; the three operations act, at every step, on a
+    copy of the second moment of each layer (one parameter tensor, ``d`` elements)::
+
+        g <- g + weight_decay * theta                 (only if not decoupled_weight_decay)
+        m <- b1 * m + (1 - b1) * g
+        v <- b2 * v + (1 - b2) * g^2  [+ eps if eps_mode == "accumulate"]
+        c = (sum v)^2 / (d * sum v^2)                 cos^2 of the angle (v, 1); c = 1 if v == 0
+        v~ = c * v                                    (S) down-scaling
+        w = sqrt(v~ / (1 - b2^t) + eps)               (E) eps-embedding  ("root")
+        w = sqrt(v~ / (1 - b2^t))                     (E) with eps_mode == "accumulate"
+        w~ = w - tau * min(w)                         (T) down-translating
+        theta <- theta - lr * weight_decay * theta    (only if decoupled_weight_decay)
+        theta <- theta - lr / (1 - b1^t) * m / w~
+
+    ``eps_mode``: ``"root"`` adds ``eps`` once, inside the square root, as the paper
+    writes it. ``"accumulate"`` adds it into the state ``v`` at every step (as in the
+    author's AdaBelief-style optimizers) and not again in the root; the floor of the
+    bias-corrected ``v`` is then ``c * eps / (1 - b2)`` instead of ``eps``.
+
+    Default ``eps = 1e-16``: inside a square root it acts like ``sqrt(eps) = 1e-8``
+    added to ``sqrt(v)``, i.e. Adam's usual 1e-8 outside the root. With ``eps > 0`` and
+    ``tau < 1``, ``min(w) >= sqrt(eps)`` (root mode) and ``w~ >= (1 - tau) * w > 0``, so
+    the denominator never vanishes. With ``tau = 1`` (the argmin entry of each layer
+    and every entry of a one-element tensor get ``w~ = 0``), with ``eps = 0`` (entries
+    whose ``v`` is 0), or when ``eps`` underflows (fp16), a denominator can be exactly
+    0: such entries take **no step** this iteration (``x / 0 := 0``) instead of ``inf``
+    or ``nan``. A NaN denominator (from NaN gradients) still propagates.
+
+    The scale ``c`` is reduced in float64, so it neither overflows nor loses precision
+    for low-precision parameters. Buffers have the parameter's dtype (bf16 parameters
+    keep bf16 state and bf16 elementwise arithmetic). Tensors with no element are
+    skipped. State per parameter: ``step`` (float32 CPU tensor), ``exp_avg`` (``m``),
+    ``exp_avg_sq`` (``v``).
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr: learning rate (default: 1e-3).
+        betas: ``(b1, b2)``, each in [0, 1) (default: (0.9, 0.999)).
+        eps: term of the eps-embedding, >= 0 (default: 1e-16, see above).
+        tau: down-translation factor in [0, 1] (default: 0.5).
+        weight_decay: weight-decay coefficient, >= 0 (default: 0).
+        eps_mode: ``"root"`` or ``"accumulate"`` (default: ``"root"``).
+        decoupled_weight_decay: AdamW-style decay if True, L2 added to the gradient if
+            False (default: True).
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
+            means yes (default: None).
+
+    Sparse gradients are not supported (``RuntimeError``).
+
+    References:
+        Zhang. On Suppressing Range of Adaptive Stepsizes of Adam to Improve
+        Generalisation Performance. https://arxiv.org/abs/2302.01029
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-16,
+        tau: float = 0.5,
+        weight_decay: float = 0.0,
+        eps_mode: str = "root",
+        decoupled_weight_decay: bool = True,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        _check_nonnegative("learning rate", lr)
+        if len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
+        for index, beta in enumerate(betas):
+            if not (_is_number(beta) and 0.0 <= beta < 1.0):
+                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        _check_nonnegative("epsilon value", eps)
+        if not (_is_number(tau) and 0.0 <= tau <= 1.0):
+            raise ValueError(f"Invalid tau value: {tau} (must be in [0, 1])")
+        _check_nonnegative("weight_decay value", weight_decay)
+        if eps_mode not in _EPS_MODES:
+            raise ValueError(f"Invalid eps_mode value: {eps_mode!r} (must be one of {_EPS_MODES})")
+        if not isinstance(decoupled_weight_decay, bool):
+            raise ValueError(f"Invalid decoupled_weight_decay value: {decoupled_weight_decay!r}")
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "tau": tau,
+            "weight_decay": weight_decay,
+            "eps_mode": eps_mode,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("eps_mode", "root")
+            group.setdefault("decoupled_weight_decay", True)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        state_steps: list[Tensor],
+    ) -> None:
+        for p in group["params"]:
+            # An empty tensor has nothing to update and no per-layer min or cosine.
+            if p.grad is None or p.numel() == 0:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("SETAdam does not support sparse gradients")
+            if torch.is_complex(p):
+                raise RuntimeError("SETAdam does not support complex parameters")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            exp_avg_sqs: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, state_steps)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            impl = _single_tensor_set_adam if group["foreach"] is False else _multi_tensor_set_adam
+            impl(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                _advance(state_steps),
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                tau=group["tau"],
+                weight_decay=group["weight_decay"],
+                eps_mode=group["eps_mode"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+            )
+        return loss
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_nonnegative(what: str, value: float) -> None:
+    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _advance(state_steps: list[Tensor]) -> list[int]:
+    """Increment every parameter's step counter and return the new counts."""
+    steps = []
+    for step_t in state_steps:
+        step_t += 1
+        steps.append(int(step_t.item()))
+    return steps
+
+
+def _cos2(n1: Tensor, n2: Tensor, numel: Tensor | int) -> Tensor:
+    """``(sum v)^2 / (d * sum v^2)`` from the 1- and 2-norms of ``v >= 0``; 1 when v == 0."""
+    return torch.where(n2 > 0, (n1 / n2).square() / numel, 1.0)
+
+
+def _safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` with 0 where ``den == 0`` (no step rather than inf or nan)."""
+    return torch.where(den == 0, 0.0, num / den)
+
+
+def _set_adam_update(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    eps_mode: str,
+    decoupled_weight_decay: bool,
+) -> None:
+    """One SET-Adam step for one tensor (one layer); mutates ``param`` and the state."""
+    if weight_decay != 0.0:
+        if decoupled_weight_decay:
+            param.mul_(1.0 - lr * weight_decay)
+        else:
+            grad = grad.add(param, alpha=weight_decay)
+    exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    if eps_mode == "accumulate":
+        exp_avg_sq.add_(eps)
+    n1 = torch.linalg.vector_norm(exp_avg_sq, 1, dtype=torch.float64)
+    n2 = torch.linalg.vector_norm(exp_avg_sq, 2, dtype=torch.float64)
+    scale = _cos2(n1, n2, exp_avg_sq.numel()) / (1.0 - beta2**step)
+    w = exp_avg_sq.mul(scale.to(exp_avg_sq.dtype))
+    if eps_mode == "root":
+        w.add_(eps)
+    w.sqrt_()
+    w.sub_(w.min(), alpha=tau)
+    param.add_(_safe_div(exp_avg, w), alpha=-lr / (1.0 - beta1**step))
+
+
+def _single_tensor_set_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Reference path: ``_set_adam_update`` on each tensor in turn."""
+    for i, param in enumerate(params):
+        _set_adam_update(param, grads[i], exp_avgs[i], exp_avg_sqs[i], step=steps[i], **hparams)
+
+
+def _multi_tensor_set_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    eps_mode: str,
+    decoupled_weight_decay: bool,
+) -> None:
+    """The math of ``_set_adam_update`` with ``torch._foreach_*`` ops.
+
+    Tensors are bucketed by device, dtype and step count. The per-layer scalars
+    (``c``, ``min(w)``) stay 0-dim tensors, so nothing syncs with the device; only
+    the final zero-denominator guard runs tensor by tensor.
+    """
+    for (_, dtype, step), idx in _buckets(params, steps).items():
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        m = [exp_avgs[i] for i in idx]
+        v = [exp_avg_sqs[i] for i in idx]
+        if weight_decay != 0.0:
+            if decoupled_weight_decay:
+                torch._foreach_mul_(p, 1.0 - lr * weight_decay)
+            else:
+                g = list(torch._foreach_add(g, p, alpha=weight_decay))
+        torch._foreach_mul_(m, beta1)
+        torch._foreach_add_(m, g, alpha=1.0 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=1.0 - beta2)
+        if eps_mode == "accumulate":
+            torch._foreach_add_(v, eps)
+        n1 = torch.stack(torch._foreach_norm(v, 1, dtype=torch.float64))
+        n2 = torch.stack(torch._foreach_norm(v, 2, dtype=torch.float64))
+        numel = torch.tensor([t.numel() for t in v], dtype=torch.float64, device=n1.device)
+        scales = (_cos2(n1, n2, numel) / (1.0 - beta2**step)).to(dtype).unbind()
+        w = torch._foreach_mul(v, list(scales))
+        if eps_mode == "root":
+            torch._foreach_add_(w, eps)
+        torch._foreach_sqrt_(w)
+        # w - tau * min(w) == w + tau * max(-w); negation is exact, so this matches
+        # the reference path bit for bit.
+        torch._foreach_neg_(w)
+        neg_min = torch._foreach_max(w)
+        torch._foreach_neg_(w)
+        torch._foreach_add_(w, list(neg_min), alpha=tau)
+        directions = [_safe_div(num, den) for num, den in zip(m, w, strict=True)]
+        torch._foreach_add_(p, directions, alpha=-lr / (1.0 - beta1**step))
+
+
+def _buckets(
+    params: list[Tensor], steps: list[int]
+) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, step)."""
+    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
+    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
+        out.setdefault((param.device, param.dtype, step), []).append(i)
+    return out
