@@ -1,0 +1,321 @@
+"""LAMB: layer-wise adaptive moments with a trust ratio (You et al., 2019)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, overload
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["LAMB"]
+
+
+class LAMB(Optimizer):
+    r"""LAMB (You et al., 2019), Algorithm 2 of the paper.
+
+    With ``t`` the step count of a parameter (starting at 1), ``g`` its gradient and
+    ``lambda`` the weight decay, per parameter tensor::
+
+        m <- b1 * m + (1 - b1) * g
+        v <- b2 * v + (1 - b2) * g^2
+        m_hat = m / (1 - b1^t);  v_hat = v / (1 - b2^t)
+        r = m_hat / (sqrt(v_hat) + eps) + lambda * theta
+        w = min(||theta||, max_weight_norm)                 (||theta|| if no clamp)
+        ratio = w / ||r||   if w > 0 and ||r|| > 0,   else 1
+        theta <- theta - lr * ratio * r
+
+    Norms are Euclidean norms over the whole tensor (the paper's "layer"). With
+    ``exclude_1d``, tensors with at most one dimension (biases, normalization gains)
+    get neither the weight decay nor the trust ratio: ``theta <- theta - lr * m_hat /
+    (sqrt(v_hat) + eps)``, the usual practice for BERT pre-training.
+
+    State per parameter: ``step`` (float32 CPU tensor, as in ``torch.optim``),
+    ``exp_avg`` (``m``) and ``exp_avg_sq`` (``v``). Buffers have the parameter's dtype;
+    for bf16/fp16 parameters the norms are accumulated in float32.
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr: learning rate, >= 0 (default: 1e-3).
+        betas: ``(b1, b2)``, coefficients of the running averages of the gradient and
+            of its square, each in [0, 1) (default: (0.9, 0.999)).
+        eps: term added to ``sqrt(v_hat)``, >= 0 (default: 1e-6).
+        weight_decay: decoupled weight-decay coefficient, added to the update before
+            the trust ratio, >= 0 (default: 0.01).
+        max_weight_norm: upper clamp of ``||theta||`` in the trust ratio (the paper's
+            scaling function phi), > 0, or ``None`` for no clamp (default: None).
+        exclude_1d: no weight decay nor trust ratio on tensors with ``ndim <= 1``
+            (default: False).
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
+            means yes (default: None).
+
+    Sparse gradients and complex parameters are not supported (``RuntimeError``).
+
+    References:
+        You, Li, Reddi, Hseu, Kumar, Bhojanapalli, Song, Demmel, Keutzer, Hsieh.
+        Large Batch Optimization for Deep Learning: Training BERT in 76 minutes.
+        ICLR 2020. https://arxiv.org/abs/1904.00962
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        max_weight_norm: float | None = None,
+        exclude_1d: bool = False,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        _check_nonnegative("learning rate", lr)
+        _check_betas(betas)
+        _check_nonnegative("epsilon value", eps)
+        _check_nonnegative("weight_decay value", weight_decay)
+        if max_weight_norm is not None and not (
+            isinstance(max_weight_norm, int | float)
+            and math.isfinite(max_weight_norm)
+            and max_weight_norm > 0.0
+        ):
+            raise ValueError(f"Invalid max_weight_norm value: {max_weight_norm}")
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "max_weight_norm": max_weight_norm,
+            "exclude_1d": bool(exclude_1d),
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("max_weight_norm", None)
+            group.setdefault("exclude_1d", False)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        state_steps: list[Tensor],
+    ) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("LAMB does not support sparse gradients")
+            if torch.is_complex(p):
+                raise RuntimeError("LAMB does not support complex parameters")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            exp_avg_sqs: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, state_steps)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            impl = _single_tensor_lamb if group["foreach"] is False else _multi_tensor_lamb
+            impl(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                _advance(state_steps),
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                max_weight_norm=group["max_weight_norm"],
+                exclude_1d=group["exclude_1d"],
+            )
+        return loss
+
+
+def _check_nonnegative(what: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _check_betas(betas: tuple[float, float]) -> None:
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
+    for index, beta in enumerate(betas):
+        if not (isinstance(beta, int | float) and 0.0 <= beta < 1.0):
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+
+
+def _advance(state_steps: list[Tensor]) -> list[int]:
+    """Increment every parameter's step counter and return the new counts."""
+    steps = []
+    for step_t in state_steps:
+        step_t += 1
+        steps.append(int(step_t.item()))
+    return steps
+
+
+def _norm_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulate norms in at least float32: a bf16 sum of squares loses the ratio."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _trust_ratio(weight_norm: Tensor, update_norm: Tensor, max_weight_norm: float | None) -> Tensor:
+    """``min(||theta||, max) / ||r||``, or 1 where either norm is 0 (elementwise)."""
+    if max_weight_norm is not None:
+        weight_norm = weight_norm.clamp(max=max_weight_norm)
+    usable = (weight_norm > 0) & (update_norm > 0)
+    return torch.where(usable, weight_norm / update_norm, torch.ones_like(weight_norm))
+
+
+def _lamb_update(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    max_weight_norm: float | None,
+    trust_ratio: bool,
+) -> None:
+    """One LAMB step for one tensor; mutates ``param`` and the moments in place.
+
+    ``trust_ratio=False`` (and ``weight_decay=0``) is how the caller applies
+    ``exclude_1d``: the step is then plain bias-corrected Adam.
+    """
+    exp_avg.lerp_(grad, 1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    denom = exp_avg_sq.div(1.0 - beta2**step).sqrt_().add_(eps)
+    update = exp_avg.div(1.0 - beta1**step).div_(denom)
+    if weight_decay != 0.0:
+        update.add_(param, alpha=weight_decay)
+    if trust_ratio:
+        dtype = _norm_dtype(param.dtype)
+        weight_norm = torch.linalg.vector_norm(param, dtype=dtype)
+        update_norm = torch.linalg.vector_norm(update, dtype=dtype)
+        update.mul_(_trust_ratio(weight_norm, update_norm, max_weight_norm))
+    param.add_(update, alpha=-lr)
+
+
+def _single_tensor_lamb(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    weight_decay: float,
+    exclude_1d: bool,
+    **hparams: Any,
+) -> None:
+    """Reference path: ``_lamb_update`` on each tensor in turn."""
+    for i, param in enumerate(params):
+        adapt = not (exclude_1d and param.ndim <= 1)
+        _lamb_update(
+            param,
+            grads[i],
+            exp_avgs[i],
+            exp_avg_sqs[i],
+            step=steps[i],
+            weight_decay=weight_decay if adapt else 0.0,
+            trust_ratio=adapt,
+            **hparams,
+        )
+
+
+def _multi_tensor_lamb(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    max_weight_norm: float | None,
+    exclude_1d: bool,
+) -> None:
+    """The math of ``_lamb_update`` with ``torch._foreach_*`` ops.
+
+    Tensors are bucketed by device, dtype and step count (so the bias corrections are
+    single Python floats); the trust ratios of a bucket are computed from one
+    ``_foreach_norm`` per side, with no host synchronisation.
+    """
+    for (_, dtype, step), idx in _buckets(params, steps).items():
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        m = [exp_avgs[i] for i in idx]
+        v = [exp_avg_sqs[i] for i in idx]
+        torch._foreach_lerp_(m, g, 1.0 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=1.0 - beta2)
+        denom = torch._foreach_div(v, 1.0 - beta2**step)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, eps)
+        updates = list(torch._foreach_div(m, 1.0 - beta1**step))
+        torch._foreach_div_(updates, denom)
+        del denom
+        adapt = [j for j, param in enumerate(p) if not (exclude_1d and param.ndim <= 1)]
+        if adapt:
+            p_adapt = [p[j] for j in adapt]
+            u_adapt = [updates[j] for j in adapt]
+            if weight_decay != 0.0:
+                torch._foreach_add_(u_adapt, p_adapt, alpha=weight_decay)
+            norm_dtype = _norm_dtype(dtype)
+            weight_norms = torch.stack(torch._foreach_norm(p_adapt, 2, dtype=norm_dtype))
+            update_norms = torch.stack(torch._foreach_norm(u_adapt, 2, dtype=norm_dtype))
+            ratios = _trust_ratio(weight_norms, update_norms, max_weight_norm)
+            torch._foreach_mul_(u_adapt, list(ratios.unbind()))
+        torch._foreach_add_(p, updates, alpha=-lr)
+
+
+def _buckets(
+    params: list[Tensor], steps: list[int]
+) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, step)."""
+    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
+    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
+        out.setdefault((param.device, param.dtype, step), []).append(i)
+    return out

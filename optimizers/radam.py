@@ -1,0 +1,292 @@
+"""RAdam: Adam with a rectified adaptive learning rate (Liu et al., 2019)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, overload
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["RAdam"]
+
+
+class RAdam(Optimizer):
+    r"""Rectified Adam (Liu et al., 2019), Algorithm 2 of the paper.
+
+    With ``t`` the step count of a parameter (starting at 1), ``g`` its gradient and
+    ``lambda`` the weight decay::
+
+        if decoupled_weight_decay:  theta <- theta * (1 - lr * lambda)
+        else:                       g <- g + lambda * theta
+        m <- b1 * m + (1 - b1) * g
+        v <- b2 * v + (1 - b2) * g^2
+        m_hat = m / (1 - b1^t)
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 t b2^t / (1 - b2^t)
+        if rho_t > 5:                               variance is tractable
+            r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+            theta <- theta - lr * r_t * m_hat * sqrt(1 - b2^t) / (sqrt(v) + eps)
+        else:                                       warm-up: momentum SGD
+            theta <- theta - lr * m_hat
+
+    ``eps`` is added to ``sqrt(v)`` before the bias correction of ``v``, exactly as
+    ``torch.optim.RAdam`` does, so the two agree step for step; this equals
+    ``m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))`` with ``v_hat = v / (1 - b2^t)``.
+
+    State per parameter, with the names ``torch.optim.RAdam`` uses (so its state dicts
+    load here): ``step`` (float32 CPU tensor), ``exp_avg`` (``m``) and ``exp_avg_sq``
+    (``v``). Buffers have the parameter's dtype: bf16 parameters keep bf16 state.
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr: learning rate, >= 0 (default: 1e-3).
+        betas: ``(b1, b2)``, coefficients of the running averages of the gradient and
+            of its square, each in [0, 1) (default: (0.9, 0.999)). With ``b2 < 2/3``,
+            ``rho_inf < 5`` and the rectified step never switches on.
+        eps: term added to the denominator, >= 0 (default: 1e-8).
+        weight_decay: weight-decay coefficient, >= 0 (default: 0).
+        decoupled_weight_decay: decay the weights directly (AdamW-style, as the
+            authors' code does) instead of adding an L2 term to the gradient
+            (default: False).
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
+            means yes (default: None).
+
+    Sparse gradients and complex parameters are not supported (``RuntimeError``).
+
+    References:
+        Liu, Jiang, He, Chen, Liu, Gao, Han. On the Variance of the Adaptive Learning
+        Rate and Beyond. ICLR 2020. https://arxiv.org/abs/1908.03265
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        _check_nonnegative("learning rate", lr)
+        _check_betas(betas)
+        _check_nonnegative("epsilon value", eps)
+        _check_nonnegative("weight_decay value", weight_decay)
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "decoupled_weight_decay": bool(decoupled_weight_decay),
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("decoupled_weight_decay", False)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        state_steps: list[Tensor],
+    ) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("RAdam does not support sparse gradients")
+            if torch.is_complex(p):
+                raise RuntimeError("RAdam does not support complex parameters")
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            exp_avg_sqs: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, state_steps)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            impl = _single_tensor_radam if group["foreach"] is False else _multi_tensor_radam
+            impl(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                _advance(state_steps),
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+            )
+        return loss
+
+
+def _check_nonnegative(what: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _check_betas(betas: tuple[float, float]) -> None:
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
+    for index, beta in enumerate(betas):
+        if not (isinstance(beta, int | float) and 0.0 <= beta < 1.0):
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+
+
+def _advance(state_steps: list[Tensor]) -> list[int]:
+    """Increment every parameter's step counter and return the new counts."""
+    steps = []
+    for step_t in state_steps:
+        step_t += 1
+        steps.append(int(step_t.item()))
+    return steps
+
+
+def _rectification(step: int, beta2: float) -> float | None:
+    """``r_t`` when the variance of the adaptive LR is tractable (``rho_t > 5``), else None."""
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * step * beta2**step / (1.0 - beta2**step)
+    if rho_t <= 5.0:
+        return None
+    ratio = (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
+    return math.sqrt(ratio)
+
+
+def _radam_update(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+) -> None:
+    """One RAdam step for one tensor; mutates ``param`` and the moments in place.
+
+    The operation order follows ``torch.optim.RAdam``'s reference loop, so the two
+    agree to rounding in every dtype.
+    """
+    if weight_decay != 0.0:
+        if decoupled_weight_decay:
+            param.mul_(1.0 - lr * weight_decay)
+        else:
+            grad = grad.add(param, alpha=weight_decay)
+    exp_avg.lerp_(grad, 1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    m_hat = exp_avg / (1.0 - beta1**step)
+    rect = _rectification(step, beta2)
+    if rect is None:
+        param.add_(m_hat * lr, alpha=-1.0)
+        return
+    adaptive = math.sqrt(1.0 - beta2**step) / exp_avg_sq.sqrt().add_(eps)
+    param.add_(m_hat * lr * adaptive * rect, alpha=-1.0)
+
+
+def _single_tensor_radam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Reference path: ``_radam_update`` on each tensor in turn."""
+    for i, param in enumerate(params):
+        _radam_update(param, grads[i], exp_avgs[i], exp_avg_sqs[i], step=steps[i], **hparams)
+
+
+def _multi_tensor_radam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+) -> None:
+    """The math of ``_radam_update`` with ``torch._foreach_*`` ops.
+
+    Tensors are bucketed by device, dtype and step count, so the bias corrections and
+    the rectification of a bucket are single Python floats.
+    """
+    for (_, _, step), idx in _buckets(params, steps).items():
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        m = [exp_avgs[i] for i in idx]
+        v = [exp_avg_sqs[i] for i in idx]
+        if weight_decay != 0.0:
+            if decoupled_weight_decay:
+                torch._foreach_mul_(p, 1.0 - lr * weight_decay)
+            else:
+                g = list(torch._foreach_add(g, p, alpha=weight_decay))
+        torch._foreach_lerp_(m, g, 1.0 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=1.0 - beta2)
+        bias_correction1 = 1.0 - beta1**step
+        rect = _rectification(step, beta2)
+        if rect is None:
+            torch._foreach_add_(p, m, alpha=-lr / bias_correction1)
+            continue
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, eps)
+        step_size = lr * rect * math.sqrt(1.0 - beta2**step) / bias_correction1
+        torch._foreach_addcdiv_(p, m, denom, value=-step_size)
+
+
+def _buckets(
+    params: list[Tensor], steps: list[int]
+) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, step)."""
+    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
+    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
+        out.setdefault((param.device, param.dtype, step), []).append(i)
+    return out
