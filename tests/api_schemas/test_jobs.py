@@ -1,0 +1,387 @@
+"""The job body and the responses: one test per rule, each asserting ``loc`` and ``type``."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import math
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from api_schemas import (
+    BestRead,
+    CurvePoint,
+    CurveRead,
+    ErrorBody,
+    JobCreate,
+    JobList,
+    JobRead,
+    TrialList,
+    TrialRead,
+    decode_float,
+    encode_float,
+    limits,
+)
+from api_schemas.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL, MAX_TRIALS
+
+BODY: dict[str, Any] = {
+    "name": "digits-mlp",
+    "task": {
+        "model": {"name": "mlp", "params": {"width": 128}},
+        "dataset": {"name": "digits"},
+        "epochs": 3,
+        "batch_size": 64,
+        "metric": "val_accuracy",
+        "direction": "maximize",
+        "seed": 0,
+    },
+    "search_space": {
+        "optimizers": {
+            "sgd": {
+                "lr": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
+                "momentum": {"type": "float", "low": 0.0, "high": 0.99},
+            },
+            "adamw": {},
+        }
+    },
+    "n_trials": 6,
+    "max_parallel": 2,
+    "sampler": {"name": "tpe"},
+    "pruner": {"name": "none"},
+}
+
+
+def body_with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(BODY)
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return body
+
+
+def one_error(body: dict[str, Any]) -> ErrorDetails:
+    with pytest.raises(ValidationError) as info:
+        JobCreate.model_validate(body)
+    found = info.value.errors(include_url=False)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_example_body_is_accepted_and_echoed() -> None:
+    job = JobCreate.model_validate_json(json.dumps(BODY))
+    assert job.task.metric == "val_accuracy" and job.max_parallel == 2
+    dumped = job.model_dump(mode="json")
+    assert dumped["task"] == BODY["task"] | {
+        "model": {"name": "mlp", "params": {"width": 128}},
+        "dataset": {"name": "digits", "params": {}},
+    }
+    assert dumped["sampler"] == {"name": "tpe", "options": {}, "seed": None}
+    assert JobCreate.model_validate(dumped) == job
+
+
+def test_defaults_of_a_minimal_body() -> None:
+    minimal = {
+        "task": {"model": {"name": "mlp"}, "dataset": {"name": "digits"}, "epochs": 1},
+        "search_space": {"optimizers": ["adamw"]},
+        "n_trials": 1,
+    }
+    job = JobCreate.model_validate(minimal)
+    assert job.name is None and job.schedule is None and job.max_failed_trials is None
+    assert (job.task.batch_size, job.task.metric, job.task.direction, job.task.seed) == (
+        64,
+        "val_loss",
+        "minimize",
+        0,
+    )
+    assert (job.max_parallel, job.sampler.name, job.pruner.name) == (1, "tpe", "none")
+
+
+# -- V5: strict counts ---------------------------------------------------------------------
+@pytest.mark.parametrize("value", [True, "10", 10.0])
+def test_v5_n_trials_is_a_strict_int(value: Any) -> None:
+    error = one_error(body_with(("n_trials",), value))
+    assert error["loc"] == ("n_trials",)
+    assert error["type"] == "int_type"
+
+
+@pytest.mark.parametrize("raw", ["true", '"10"', "10.0"])
+def test_v5_n_trials_is_a_strict_int_from_json(raw: str) -> None:
+    text = json.dumps(BODY).replace('"n_trials": 6', f'"n_trials": {raw}')
+    with pytest.raises(ValidationError) as info:
+        JobCreate.model_validate_json(text)
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("n_trials",), "int_type")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("task", "epochs"), ("task", "batch_size"), ("task", "seed"), ("max_parallel",)],
+)
+def test_other_counts_are_strict(path: tuple[str, ...]) -> None:
+    error = one_error(body_with(path, "2"))
+    assert error["loc"] == path
+    assert error["type"] == "int_type"
+
+
+# -- V6: caps and the cross-field rule ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "cap"),
+    [
+        (("n_trials",), MAX_TRIALS),
+        (("task", "epochs"), MAX_EPOCHS),
+        (("task", "batch_size"), MAX_BATCH_SIZE),
+    ],
+)
+def test_v6_caps_name_the_field(path: tuple[str, ...], cap: int) -> None:
+    error = one_error(body_with(path, cap + 1))
+    assert error["loc"] == path
+    assert error["type"] == "less_than_equal"
+    assert str(cap) in error["msg"]
+    JobCreate.model_validate(body_with(path, cap) | {"max_parallel": 1})
+
+
+def test_v6_epochs_far_above_the_cap() -> None:
+    assert one_error(body_with(("task", "epochs"), 10**6))["loc"] == ("task", "epochs")
+
+
+def test_v6_max_parallel_cap() -> None:
+    body = body_with(("n_trials",), MAX_TRIALS) | {"max_parallel": MAX_PARALLEL + 1}
+    error = one_error(body)
+    assert error["loc"] == ("max_parallel",)
+    assert error["type"] == "less_than_equal"
+
+
+def test_v6_max_parallel_above_n_trials_is_reported_on_max_parallel() -> None:
+    error = one_error(body_with(("max_parallel",), 7))
+    assert error["loc"] == ("max_parallel",)
+    assert error["type"] == "max_parallel_above_n_trials"
+    assert "n_trials" in error["msg"]
+
+
+@pytest.mark.parametrize(("path", "value"), [(("n_trials",), 0), (("max_parallel",), 0)])
+def test_counts_are_positive(path: tuple[str, ...], value: int) -> None:
+    error = one_error(body_with(path, value))
+    assert error["loc"] == path
+    assert error["type"] == "greater_than_equal"
+
+
+def test_negative_seed_and_max_failed_trials() -> None:
+    assert one_error(body_with(("task", "seed"), -1))["loc"] == ("task", "seed")
+    assert one_error(body_with(("max_failed_trials",), -1))["loc"] == ("max_failed_trials",)
+
+
+# -- V7: unknown fields ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path",
+    [("optimzer",), ("task", "optimzer"), ("task", "model", "optimzer"), ("sampler", "seeed")],
+)
+def test_v7_unknown_field(path: tuple[str, ...]) -> None:
+    error = one_error(body_with(path, "adamw"))
+    assert error["loc"] == path
+    assert error["type"] == "extra_forbidden"
+
+
+# -- task ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["os.system", "Mlp", "__import__", "", "a" * 65])
+def test_model_name_is_a_catalogue_key_never_code(name: str) -> None:
+    error = one_error(body_with(("task", "model", "name"), name))
+    assert error["loc"] == ("task", "model", "name")
+    assert error["type"] in ("string_pattern_mismatch", "string_too_short", "string_too_long")
+
+
+def test_dataset_may_be_an_uploaded_id() -> None:
+    upload = str(uuid.uuid4())
+    job = JobCreate.model_validate(body_with(("task", "dataset", "name"), upload))
+    assert job.task.dataset.name == upload
+    error = one_error(body_with(("task", "dataset", "name"), "../etc/passwd"))
+    assert error["loc"] == ("task", "dataset", "name")
+
+
+def test_model_params_are_scalars() -> None:
+    error = one_error(body_with(("task", "model", "params"), {"width": [128, 64]}))
+    assert error["loc"] == ("task", "model", "params", "width")
+    assert error["type"] == "scalar_type"
+
+
+def test_direction_is_one_of_two() -> None:
+    error = one_error(body_with(("task", "direction"), "max"))
+    assert error["loc"] == ("task", "direction")
+    assert error["type"] == "literal_error"
+
+
+def test_name_length() -> None:
+    assert one_error(body_with(("name",), ""))["type"] == "string_too_short"
+    assert one_error(body_with(("name",), "x" * 129))["type"] == "string_too_long"
+
+
+# -- sampler and pruner ------------------------------------------------------------------------
+def test_unknown_sampler() -> None:
+    error = one_error(body_with(("sampler",), {"name": "cmaes"}))
+    assert error["loc"] == ("sampler", "name")
+    assert error["type"] == "literal_error"
+
+
+def test_sampler_options_are_checked() -> None:
+    sampler = {"name": "tpe", "options": {"n_startup_trials": 5, "bogus": 1, "prior_weight": 0}}
+    with pytest.raises(ValidationError) as info:
+        JobCreate.model_validate(body_with(("sampler",), sampler))
+    found = [(e["loc"], e["type"]) for e in info.value.errors()]
+    assert found == [
+        (("sampler", "options", "bogus"), "unknown_option"),
+        (("sampler", "options", "prior_weight"), "invalid_option"),
+    ]
+
+
+def test_multivariate_off_needs_group_off() -> None:
+    options: dict[str, Any] = {"multivariate": False}
+    error = one_error(body_with(("sampler",), {"name": "tpe", "options": options}))
+    assert error["loc"] == ("sampler", "options", "multivariate")
+    options["group"] = False
+    JobCreate.model_validate(body_with(("sampler",), {"name": "tpe", "options": options}))
+
+
+def test_pruner_options_are_checked() -> None:
+    pruner = {"name": "median", "options": {"n_warmup_steps": 2, "interval_steps": 0}}
+    error = one_error(body_with(("pruner",), pruner))
+    assert error["loc"] == ("pruner", "options", "interval_steps")
+    assert error["type"] == "invalid_option"
+    error = one_error(body_with(("pruner",), {"name": "none", "options": {"n_warmup_steps": 1}}))
+    assert error["type"] == "unknown_option"
+
+
+# -- N2: non-finite values in responses ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("x", "expected"),
+    [
+        (0.5, (0.5, "finite")),
+        (math.inf, (None, "inf")),
+        (-math.inf, (None, "-inf")),
+        (math.nan, (None, "nan")),
+        (None, (None, None)),
+    ],
+)
+def test_encode_float(x: float | None, expected: tuple[Any, Any]) -> None:
+    assert encode_float(x) == expected
+    back = decode_float(*encode_float(x))
+    assert back == x or (x is not None and math.isnan(x) and back is not None and math.isnan(back))
+
+
+def test_n2_best_and_trial_values_are_json_safe() -> None:
+    best = BestRead(value=math.inf, trial=3, optimizer="adamw", params={"adamw.lr": 1e-3})
+    assert (best.value, best.value_kind) == (None, "inf")
+    trial = TrialRead(number=1, state="complete", value=math.nan)
+    assert (trial.value, trial.value_kind) == (None, "nan")
+    assert TrialRead(number=2, state="complete", value=0.25).value_kind == "finite"
+    assert TrialRead(number=3, state="running").value_kind is None
+    for model in (best, trial):
+        json.loads(model.model_dump_json())
+        json.dumps(model.model_dump(mode="json"), allow_nan=False)
+
+
+def test_curve_points_send_non_finite_losses_as_null() -> None:
+    point = CurvePoint(
+        epoch=3,
+        step=30,
+        wall_time=1.5,
+        train_loss=math.nan,
+        val_loss=math.inf,
+        val_metric=0.5,
+        metrics={"val_accuracy": 0.5, "val_loss": math.inf},
+    )
+    assert (point.train_loss, point.val_loss, point.val_metric) == (None, None, 0.5)
+    assert point.metrics == {"val_accuracy": 0.5, "val_loss": None}
+    curve = CurveRead(job_id=uuid.uuid4(), trial=0, metric="val_loss", points=[point])
+    json.dumps(curve.model_dump(mode="json"), allow_nan=False)
+
+
+def _job_read(**overrides: Any) -> JobRead:
+    spec = JobCreate.model_validate(BODY)
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "name": spec.name,
+        "status": "running",
+        "spec": spec,
+        "resolved_space": spec.resolved_space(),
+        "counts": {"complete": 2, "pruned": 1, "running": 2},
+        "n_finished": 3,
+        "best": BestRead(value=0.91, trial=1, optimizer="sgd"),
+        "created_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+    }
+    return JobRead(**(fields | overrides))
+
+
+def test_job_read_round_trips_through_json() -> None:
+    job = _job_read()
+    text = job.model_dump_json()
+    assert JobRead.model_validate_json(text) == job
+    data = json.loads(text)
+    assert data["resolved_space"]["optimizers"]["adamw"]["beta1"] == {
+        "type": "fixed",
+        "value": 0.9,
+    }
+    assert data["best"]["value_kind"] == "finite"
+
+
+def test_job_read_reads_a_stored_row() -> None:
+    # What the service stores (JSON) reads back into the response model.
+    job = _job_read()
+    stored = json.loads(job.model_dump_json())
+    assert JobRead.model_validate(stored) == job
+
+
+def test_job_read_rejects_unknown_states_and_statuses() -> None:
+    with pytest.raises(ValidationError) as info:
+        _job_read(status="done", counts={"finished": 1})
+    assert {e["loc"][0] for e in info.value.errors()} == {"status", "counts"}
+
+
+def test_pages() -> None:
+    page = JobList(items=[_job_read()], total=1, limit=50, offset=0)
+    assert JobList.model_validate_json(page.model_dump_json()) == page
+    trials = TrialList(
+        items=[TrialRead(number=0, state="fail", failure_reason="oom")], total=1, limit=50, offset=0
+    )
+    assert trials.items[0].failure_reason == "oom"
+
+
+# -- error envelope ----------------------------------------------------------------------------
+def test_error_body_from_validation_errors_is_json_safe() -> None:
+    text = json.dumps(BODY).replace('"low": 0.0,', '"low": NaN,')
+    with pytest.raises(ValidationError) as info:
+        JobCreate.model_validate_json(text)
+    envelope = ErrorBody.from_errors(info.value.errors())
+    loc = ["search_space", "optimizers", "sgd", "momentum", "float", "low"]
+    assert envelope.model_dump() == {
+        "detail": [{"loc": loc, "msg": "Input should be a finite number", "type": "finite_number"}]
+    }
+    json.dumps(envelope.model_dump(mode="json"), allow_nan=False)
+
+
+def test_error_body_parses_fastapi_422_items() -> None:
+    item = {"loc": ["body", "n_trials"], "msg": "m", "type": "int_type", "input": "10", "url": "u"}
+    assert ErrorBody.model_validate({"detail": [item]}).detail[0].loc == ["body", "n_trials"]
+
+
+# -- schemas for OpenAPI ----------------------------------------------------------------------
+def test_json_schemas_build() -> None:
+    schema = JobCreate.model_json_schema()
+    assert schema["properties"]["n_trials"]["maximum"] == MAX_TRIALS
+    JobRead.model_json_schema(mode="serialization")
+    JobList.model_json_schema()
+
+
+# -- limits --------------------------------------------------------------------------------------
+def test_limits_read_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTSERVE_MAX_TRIALS", "50")
+    assert limits._env_int("OPTSERVE_MAX_TRIALS", 1000) == 50
+    monkeypatch.setenv("OPTSERVE_MAX_TRIALS", "")
+    assert limits._env_int("OPTSERVE_MAX_TRIALS", 1000) == 1000
+    for bad in ("ten", "0"):
+        monkeypatch.setenv("OPTSERVE_MAX_TRIALS", bad)
+        with pytest.raises(ValueError, match="OPTSERVE_MAX_TRIALS"):
+            limits._env_int("OPTSERVE_MAX_TRIALS", 1000)
