@@ -1,0 +1,56 @@
+"""The catalogue of models and datasets a job may name: metadata only, no torch.
+
+The API process imports this package to validate jobs and to serve ``GET /v1/models``
+and ``GET /v1/datasets``; it must not pull in torch, scikit-learn or numpy. Workers
+resolve ``builder_path``/``loader_path`` with ``import_object`` when they train.
+"""
+
+from __future__ import annotations
+
+from workers.catalog.registry import (
+    DATASETS,
+    MODELS,
+    check_compatible,
+    compatible_datasets,
+    get_dataset_spec,
+    get_model_spec,
+    import_object,
+    list_dataset_specs,
+    list_model_specs,
+    validate_dataset_params,
+    validate_model_params,
+)
+from workers.catalog.specs import (
+    TASK_TYPES,
+    CatalogError,
+    DatasetSpec,
+    Direction,
+    Modality,
+    ModelSpec,
+    TaskType,
+    default_direction,
+    metrics_for,
+)
+
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "TASK_TYPES",
+    "CatalogError",
+    "DatasetSpec",
+    "Direction",
+    "Modality",
+    "ModelSpec",
+    "TaskType",
+    "check_compatible",
+    "compatible_datasets",
+    "default_direction",
+    "get_dataset_spec",
+    "get_model_spec",
+    "import_object",
+    "list_dataset_specs",
+    "list_model_specs",
+    "metrics_for",
+    "validate_dataset_params",
+    "validate_model_params",
+]
