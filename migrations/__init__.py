@@ -1,0 +1,1 @@
+"""Alembic migrations of optserve's own tables (Optuna migrates its own)."""

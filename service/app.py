@@ -1,0 +1,68 @@
+"""``create_app()``: routers, error handlers and the request-size limit."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import service
+from service.catalog.endpoints import router as catalog_router
+from service.config import get_settings
+from service.errors import PayloadTooLarge, install_handlers
+from service.health import router as health_router
+from service.jobs.endpoints import router as jobs_router
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``MAX_BODY_BYTES`` before parsing them (413, not a memory spike)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict:  # type: ignore[type-arg]
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message  # type: ignore[no-any-return]
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"request body over {self.max_bytes} bytes", ("body",))
+        await JSONResponse(error.body(), status_code=413)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="optserve",
+        version=service.__version__,
+        description="Which optimizer, with which hyperparameters, for this model and data.",
+    )
+    install_handlers(app)
+    for router in (jobs_router, catalog_router, health_router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+    return app

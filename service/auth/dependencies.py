@@ -1,0 +1,46 @@
+"""The ``Authenticated`` dependency: a bearer API key resolved to its tenant."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.auth.keys import hash_key, well_formed
+from service.config import get_settings
+from service.deps import get_session
+from service.errors import Forbidden, Unauthorized
+from service.models import ApiKey
+
+
+@dataclass(frozen=True)
+class AuthSubject:
+    tenant_id: uuid.UUID
+    key_id: uuid.UUID
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Forbidden(f"this API key lacks the scope {scope!r}")
+
+
+def authenticate(request: Request, session: Session = Depends(get_session)) -> AuthSubject:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    # hash even a malformed key so a wrong key costs the same time as a right one
+    digest = hash_key(token.strip(), get_settings().SECRET_KEY)
+    key = session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    )
+    if key is None or not well_formed(token.strip()):
+        raise Unauthorized("invalid or revoked API key")
+    return AuthSubject(key.tenant_id, key.id, frozenset(key.scopes.split()))
+
+
+Authenticated = Annotated[AuthSubject, Depends(authenticate)]

@@ -1,0 +1,92 @@
+"""``/v1/jobs``: submit, list, read, cancel; trials, curves and the best configuration."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api_schemas import BestRead, CurveRead, JobCreate, JobRead, Page, TrialRead
+from service.auth import Authenticated
+from service.deps import SessionDep
+from service.errors import NotFound
+from service.jobs import repository as jobs_repo
+from service.jobs import service as job_service
+from service.trials import repository as trials
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def submit_job(job_in: JobCreate, session: SessionDep, subject: Authenticated) -> JobRead:
+    """Validate and store a tuning job; its trials are queued once it is committed."""
+    subject.require("jobs:write")
+    job = job_service.create(session, subject, job_in)
+    return job_service.to_read(session, job)
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    subject: Authenticated,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    job_status: Annotated[str | None, Query(alias="status")] = None,
+) -> Page[JobRead]:
+    """The caller's jobs, newest first."""
+    rows, total = jobs_repo.list_page(
+        session, subject, limit=limit, offset=offset, status=job_status
+    )
+    items = [job_service.to_read(session, job) for job in rows]
+    return Page[JobRead](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}")
+def read_job(job_id: uuid.UUID, session: SessionDep, subject: Authenticated) -> JobRead:
+    """Status, counts per trial state, best so far, timestamps."""
+    return job_service.to_read(session, job_service.get(session, subject, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: uuid.UUID, session: SessionDep, subject: Authenticated) -> JobRead:
+    """Stop queued trials from starting; running ones stop at their next epoch."""
+    subject.require("jobs:write")
+    job = job_service.cancel(session, subject, job_id)
+    return job_service.to_read(session, job)
+
+
+@router.get("/{job_id}/trials")
+def list_trials(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    subject: Authenticated,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    state: str | None = None,
+) -> Page[TrialRead]:
+    """Every attempt, in Optuna trial-number order (a retried slot shows both runs)."""
+    job = job_service.get(session, subject, job_id)
+    rows, total = trials.list_runs(session, job.id, limit=limit, offset=offset, state=state)
+    items = [job_service.trial_read(r) for r in rows]
+    return Page[TrialRead](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}/trials/{number}/curve")
+def trial_curve(
+    job_id: uuid.UUID, number: int, session: SessionDep, subject: Authenticated
+) -> CurveRead:
+    """Per-epoch train loss, validation loss, objective metric and wall time."""
+    return job_service.curve(session, job_service.get(session, subject, job_id), number)
+
+
+@router.get("/{job_id}/best")
+def best_configuration(job_id: uuid.UUID, session: SessionDep, subject: Authenticated) -> BestRead:
+    """The best completed trial: value, Optuna params and constructor hyperparameters."""
+    best = job_service.best(session, job_service.get(session, subject, job_id))
+    if best is None:
+        raise NotFound("no completed trial yet", ("path", "job_id"))
+    return best

@@ -1,0 +1,17 @@
+"""Our tables. Optuna's live elsewhere (own schema or file) and are never mapped here."""
+
+from service.models.job import Job, JobStatus
+from service.models.tenant import ApiKey, Tenant
+from service.models.trial import CurvePoint, SlotStatus, TrialRun, TrialSlot, TrialState
+
+__all__ = [
+    "ApiKey",
+    "CurvePoint",
+    "Job",
+    "JobStatus",
+    "SlotStatus",
+    "Tenant",
+    "TrialRun",
+    "TrialSlot",
+    "TrialState",
+]
