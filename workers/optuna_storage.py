@@ -1,0 +1,45 @@
+"""Optuna's storage, kept apart from our tables.
+
+PostgreSQL: Optuna's tables live in their own schema (``OPTSERVE_OPTUNA_SCHEMA``), so its
+``alembic_version`` and generic names (``studies``, ``trials``) never meet ours.
+SQLite: Optuna gets its own file. One study per job, named ``job-<uuid>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import optuna
+from sqlalchemy import create_engine, text
+
+from service.config import get_settings
+
+
+def study_name(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+def _ensure_schema(url: str, schema: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+
+
+@functools.cache
+def _storage_for_pid(_pid: int) -> optuna.storages.RDBStorage:
+    settings = get_settings()
+    url = settings.optuna_storage_url
+    engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        _ensure_schema(url, settings.OPTUNA_SCHEMA)
+        engine_kwargs["connect_args"] = {"options": f"-csearch_path={settings.OPTUNA_SCHEMA}"}
+    elif url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def get_storage() -> optuna.storages.RDBStorage:
+    """One storage per process: a forked child must not reuse its parent's connections."""
+    return _storage_for_pid(os.getpid())

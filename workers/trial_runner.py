@@ -1,0 +1,347 @@
+"""One trial, start to finish: claim the slot, ask Optuna, train, tell, record, dispatch.
+
+The slot claim is a conditional UPDATE, so a duplicate delivery of the message does
+nothing. A heartbeat thread keeps the slot's ``heartbeat_at`` fresh; when the worker
+dies, the reconciler sees the stale heartbeat, fails the run and queues the slot
+again. Every way a run can end is written exactly once (conditional updates): a
+zombie worker whose run was already failed by the reconciler changes nothing.
+
+Failure policy: only a lost worker is retried. A deterministic error (bad
+hyperparameters, out of memory, a bug, a timeout) fails the slot for good, with its
+reason, and the job goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from celery.exceptions import SoftTimeLimitExceeded
+
+import optimizers
+from service.config import get_settings
+from service.db import session_scope
+from service.dispatch import dispatch
+from service.jobs import lifecycle
+from service.models import CurvePoint, Job, SlotStatus, TrialRun, TrialState
+from service.models._types import utcnow
+from service.models.job import TERMINAL_JOB_STATUSES
+from service.trials import repository as trials
+from workers.objective import Configuration, suggest
+from workers.optuna_storage import get_storage, study_name
+from workers.samplers import build_pruner, build_sampler, trial_seed
+from workers.training.loop import Diverged, EpochMetrics, train
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised at an epoch boundary when the job was cancelled."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    slot: int
+    attempt: int
+    spec: Mapping[str, Any]
+    resolved_space: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_state: TrialState
+    slot_status: SlotStatus
+    value: float | None = None
+    reason: str | None = None
+    diverged: bool = False
+
+
+def run_trial(job_id: str, slot: int, worker: str) -> str:
+    """The body of the ``trials.run`` task. Returns a short status for the logs."""
+    claim = _claim(uuid.UUID(job_id), slot, worker)
+    if isinstance(claim, str):
+        return claim
+    with _heartbeat(claim):
+        outcome = _execute(claim, worker)
+    _after(claim)
+    return f"slot {slot} attempt {claim.attempt}: {outcome.run_state}"
+
+
+def _claim(job_id: uuid.UUID, slot: int, worker: str) -> Claim | str:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return "skipped: unknown job"
+        if job.status in TERMINAL_JOB_STATUSES or job.cancel_requested:
+            return "skipped: job has ended"
+        attempt = trials.claim_slot(session, job_id, slot, worker)
+        if attempt is None:
+            return "skipped: already claimed"
+        lifecycle.mark_running(session, job_id)
+        return Claim(job_id, slot, attempt, job.spec, job.resolved_space)
+
+
+@contextmanager
+def _heartbeat(claim: Claim) -> Iterator[None]:
+    stop = threading.Event()
+    interval = get_settings().HEARTBEAT_INTERVAL_S
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                with session_scope() as session:
+                    if not trials.beat(session, claim.job_id, claim.slot, claim.attempt):
+                        return  # the slot moved on (reaped or finished): stop beating
+            except Exception:
+                log.warning("heartbeat write failed; retrying", exc_info=True)
+
+    thread = threading.Thread(target=beat, name="optserve-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 1)
+
+
+def _load_study(claim: Claim) -> optuna.Study:
+    spec = claim.spec
+    sampler_spec = spec.get("sampler") or {}
+    base_seed = sampler_spec.get("seed")
+    if base_seed is None:
+        base_seed = spec["task"].get("seed", 0)
+    seed = trial_seed(int(base_seed), claim.slot, claim.attempt)
+    return optuna.create_study(
+        study_name=study_name(str(claim.job_id)),
+        storage=get_storage(),
+        sampler=build_sampler(sampler_spec, seed),
+        pruner=build_pruner(spec.get("pruner") or {}),
+        direction=spec["task"].get("direction", "minimize"),
+        load_if_exists=True,
+    )
+
+
+def _execute(claim: Claim, worker: str) -> Outcome:
+    study = _load_study(claim)
+    otrial = study.ask()
+    otrial.set_user_attr("optserve.slot", claim.slot)
+    otrial.set_user_attr("optserve.attempt", claim.attempt)
+    config = suggest(otrial, claim.resolved_space)
+    run_id = _create_run(claim, otrial, config, worker)
+    try:
+        outcome = _train(claim, otrial, config, run_id)
+    except Exception as exc:  # deterministic failures: recorded, not retried
+        outcome = _failure(exc)
+    _record(claim, study, otrial, run_id, outcome)
+    return outcome
+
+
+def _create_run(
+    claim: Claim, otrial: optuna.Trial, config: Configuration, worker: str
+) -> uuid.UUID:
+    run = TrialRun(
+        job_id=claim.job_id,
+        slot=claim.slot,
+        attempt=claim.attempt,
+        number=otrial.number,
+        state=TrialState.RUNNING,
+        optimizer=config.optimizer,
+        params=dict(otrial.params),
+        hyperparameters=config.hyperparameters,
+        seed=int(claim.spec["task"].get("seed", 0)),
+        worker=worker,
+        versions=_versions(),
+        started_at=utcnow(),
+    )
+    with session_scope() as session:
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def _versions() -> dict[str, str]:
+    import service
+
+    return {
+        "optserve": service.__version__,
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uuid.UUID) -> Outcome:
+    task = claim.spec["task"]
+    metric = task.get("metric", "val_loss")
+    last: list[float] = []
+
+    def on_epoch(m: EpochMetrics) -> None:
+        value = m.metrics.get(metric, math.nan)
+        last.append(value)
+        _save_point(run_id, m, value)
+        otrial.report(value, m.epoch)
+        if _cancel_requested(claim.job_id):
+            raise JobCancelled
+        if otrial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {m.epoch}")
+
+    try:
+        result = train(
+            model=task["model"]["name"],
+            model_params=task["model"].get("params") or {},
+            dataset=task["dataset"]["name"],
+            dataset_params=task["dataset"].get("params") or {},
+            epochs=int(task["epochs"]),
+            batch_size=int(task.get("batch_size", 64)),
+            seed=int(task.get("seed", 0)),
+            make_optimizer=_optimizer_factory(config),
+            make_schedule=_schedule_factory(config),
+            on_epoch=on_epoch,
+        )
+    except optuna.TrialPruned as exc:
+        return Outcome(TrialState.PRUNED, SlotStatus.DONE, last[-1] if last else None, str(exc))
+    except Diverged as exc:
+        otrial.report(math.nan, exc.epoch)
+        return Outcome(
+            TrialState.PRUNED,
+            SlotStatus.DONE,
+            None,
+            f"diverged: non-finite loss at step {exc.step}",
+            True,
+        )
+    except JobCancelled:
+        return Outcome(TrialState.CANCELLED, SlotStatus.CANCELLED, None, "job cancelled")
+    _set_device(run_id, result.device, result.n_parameters)
+    value = last[-1] if last else math.nan
+    if not math.isfinite(value):
+        return Outcome(TrialState.FAIL, SlotStatus.FAILED, None, f"non-finite objective: {value}")
+    return Outcome(TrialState.COMPLETE, SlotStatus.DONE, value)
+
+
+def _optimizer_factory(config: Configuration) -> Callable[[Any, int], torch.optim.Optimizer]:
+    def make(params: Any, total_steps: int) -> torch.optim.Optimizer:
+        return optimizers.build(
+            config.optimizer, params, total_steps=total_steps, **config.hyperparameters
+        )
+
+    return make
+
+
+def _schedule_factory(
+    config: Configuration,
+) -> Callable[[torch.optim.Optimizer, int], Any] | None:
+    if config.schedule == "constant" and not config.schedule_params:
+        return None
+
+    def make(optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        return optimizers.build_schedule(
+            config.schedule, optimizer, total_steps, **config.schedule_params
+        )
+
+    return make
+
+
+def _failure(exc: BaseException) -> Outcome:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        reason = "timeout: trial exceeded its time limit"
+    elif isinstance(exc, torch.OutOfMemoryError):
+        reason = f"oom: {exc}"
+    elif isinstance(exc, ValueError | KeyError):
+        reason = f"invalid configuration: {exc}"
+    else:
+        reason = f"error: {type(exc).__name__}: {exc}"
+    log.warning("trial failed: %s", reason, exc_info=exc)
+    return Outcome(TrialState.FAIL, SlotStatus.FAILED, None, reason[:2000])
+
+
+def _save_point(run_id: uuid.UUID, m: EpochMetrics, value: float) -> None:
+    point = CurvePoint(
+        trial_id=run_id,
+        epoch=m.epoch,
+        step=m.step,
+        examples=m.examples,
+        wall_time=m.wall_time,
+        train_loss=_finite(m.train_loss),
+        val_loss=_finite(m.val_loss),
+        val_metric=_finite(value),
+        lr=_finite(m.lr),
+        metrics={k: _finite(v) for k, v in m.metrics.items()},
+    )
+    with session_scope() as session:
+        trials.upsert_curve_point(session, point)
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _cancel_requested(job_id: uuid.UUID) -> bool:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        return job is None or job.cancel_requested or job.status in TERMINAL_JOB_STATUSES
+
+
+def _set_device(run_id: uuid.UUID, device: str, n_parameters: int) -> None:
+    with session_scope() as session:
+        run = session.get(TrialRun, run_id)
+        if run is not None:
+            run.device = device
+            run.n_parameters = n_parameters
+
+
+def _record(
+    claim: Claim, study: optuna.Study, otrial: optuna.Trial, run_id: uuid.UUID, outcome: Outcome
+) -> None:
+    """Tell Optuna, then write our run and slot, each only if still ours to write."""
+    _tell(study, otrial, outcome)
+    with session_scope() as session:
+        mine = trials.finish_run(
+            session,
+            run_id,
+            outcome.run_state,
+            value=outcome.value,
+            reason=outcome.reason,
+            diverged=outcome.diverged,
+        )
+        if not mine:
+            log.warning("run %s was already finished elsewhere; keeping that result", run_id)
+            return
+        trials.set_slot_status(
+            session,
+            claim.job_id,
+            claim.slot,
+            outcome.slot_status,
+            expect=[SlotStatus.RUNNING],
+            attempt=claim.attempt,
+        )
+
+
+def _tell(study: optuna.Study, otrial: optuna.Trial, outcome: Outcome) -> None:
+    try:
+        if outcome.run_state == TrialState.COMPLETE:
+            study.tell(otrial, outcome.value)
+        elif outcome.run_state == TrialState.PRUNED:
+            otrial.set_user_attr("optserve.diverged", outcome.diverged)
+            study.tell(otrial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            otrial.set_user_attr("optserve.reason", outcome.reason or "")
+            study.tell(otrial, state=optuna.trial.TrialState.FAIL)
+    except Exception:
+        # the reconciler may have failed this trial already (zombie worker): keep theirs
+        log.warning("could not tell trial %s: already finished?", otrial.number, exc_info=True)
+
+
+def _after(claim: Claim) -> None:
+    with session_scope() as session:
+        lifecycle.refresh_status(session, claim.job_id)
+    dispatch([claim.job_id])
