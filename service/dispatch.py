@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -39,20 +39,20 @@ def reserve_slots(session: Session, job_id: uuid.UUID) -> list[int]:
     return [s.slot for s in slots]
 
 
-def publish_slots(job_id: uuid.UUID, slots: Iterable[int]) -> int:
-    """Publish reserved slots; a slot whose publish failed is released to queued."""
-    published = 0
-    for slot in slots:
+def publish_slots(job_id: uuid.UUID, slots: Sequence[int]) -> int:
+    """Publish reserved slots; after a failed publish the rest are released to queued."""
+    for i, slot in enumerate(slots):
         try:
             publish_trial(str(job_id), slot)
-            published += 1
         except Exception as exc:
-            log.warning("broker unavailable, job %s slot %s stays queued: %s", job_id, slot, exc)
+            log.warning("broker unavailable, job %s stays queued: %s", job_id, exc)
             with session_scope() as session:
-                trials.set_slot_status(
-                    session, job_id, slot, SlotStatus.QUEUED, expect=[SlotStatus.DISPATCHED]
-                )
-    return published
+                for unsent in slots[i:]:
+                    trials.set_slot_status(
+                        session, job_id, unsent, SlotStatus.QUEUED, expect=[SlotStatus.DISPATCHED]
+                    )
+            return i
+    return len(slots)
 
 
 def dispatch(job_ids: Iterable[uuid.UUID]) -> int:
