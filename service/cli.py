@@ -69,8 +69,14 @@ def api(
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="trials at once")] = None,
     name: Annotated[str | None, typer.Option(help="worker node name")] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="'all' or '0,1': one worker process per GPU")
+    ] = None,
 ) -> None:
     """Run a Celery worker that trains trials (one trial per process)."""
+    if gpus is not None:
+        _worker_per_gpu(_gpu_ids(gpus))
+        return
     from workers.celery_app import app as celery_app
 
     settings = get_settings()
@@ -79,19 +85,36 @@ def worker(
     node = name or f"optserve-{os.getpid()}@%h"
     celery_app.worker_main(
         [
-            "worker",
-            "-Q",
-            settings.QUEUE,
-            "-c",
-            str(n),
-            "-n",
-            node,
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
+            *("worker", "-Q", settings.QUEUE, "-c", str(n), "-n", node),
+            *("--loglevel", "INFO", "--without-gossip", "--without-mingle"),
         ]
     )
+
+
+def _gpu_ids(spec: str) -> list[str]:
+    """``all`` is every visible CUDA device; none visible means one CPU worker."""
+    if spec.strip() == "all":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    ids = [part.strip() for part in spec.split(",") if part.strip()]
+    if not all(i.isdigit() for i in ids):
+        raise typer.BadParameter(f"--gpus takes 'all' or device numbers like '0,1', not {spec!r}")
+    return ids
+
+
+def _worker_per_gpu(ids: list[str]) -> None:
+    """One single-trial worker process per GPU, each seeing only its own device."""
+    exe = [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"]
+    if not ids:
+        console.print("no CUDA device visible: one CPU worker")
+        _supervise([subprocess.Popen(exe)])
+        return
+    procs = []
+    for gpu in ids:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+        procs.append(subprocess.Popen([*exe, "--name", f"gpu{gpu}-{os.getpid()}@%h"], env=env))
+    _supervise(procs)
 
 
 @app.command()
