@@ -78,6 +78,11 @@ class Stack:
     def wait_healthy(self, timeout: float = 60) -> None:
         wait_for(lambda: _healthy(self.url), timeout, "API health", self)
 
+    def wait_log(self, name: str, text: str, timeout: float = 90) -> None:
+        """Wait until a process has printed ``text`` (e.g. a Celery worker's "ready.")."""
+        path = self.workdir / f"{name}.log"
+        wait_for(lambda: text in path.read_text(errors="replace"), timeout, f"{name}: {text}", self)
+
     def logs(self) -> str:
         parts = []
         for path in sorted(self.workdir.glob("*.log")):

@@ -130,6 +130,8 @@ def test_postgres_redis_two_workers_run_in_parallel(
         stack.start("worker2", "worker", "--name", "w2@%h")
         stack.start("reconciler", "reconciler")
         stack.wait_healthy()
+        for name in ("worker1", "worker2"):  # both consuming before the first publish
+            stack.wait_log(name, " ready.")
         api = Api(stack.url, key)
         body = example_job(n_trials=6, max_parallel=2)
         body["task"]["epochs"] = 4  # type: ignore[index]
