@@ -9,26 +9,40 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import service
 from service.catalog.endpoints import router as catalog_router
 from service.config import get_settings
+from service.datasets.endpoints import router as datasets_router
 from service.errors import PayloadTooLarge, install_handlers
 from service.health import router as health_router
 from service.jobs.endpoints import router as jobs_router
 
+# multipart framing around an uploaded file: boundaries, part headers, form fields
+UPLOAD_FRAMING_BYTES = 64 * 1024
+
 
 class BodySizeLimit:
-    """Refuse bodies over ``MAX_BODY_BYTES`` before parsing them (413, not a memory spike)."""
+    """Refuse bodies over the limit before parsing them (413, not a memory spike).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    JSON requests get ``MAX_BODY_BYTES``; dataset uploads (``POST /v1/datasets``) get
+    ``MAX_UPLOAD_BYTES`` plus the multipart framing.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes + UPLOAD_FRAMING_BYTES
+
+    def _limit(self, scope: Scope) -> int:
+        is_upload = scope.get("method") == "POST" and scope.get("path") == "/v1/datasets"
+        return self.upload_bytes if is_upload else self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(limit, scope, receive, send)
             return
         seen = 0
 
@@ -36,17 +50,18 @@ class BodySizeLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 raise _TooLarge
             return message  # type: ignore[no-any-return]
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._refuse(scope, receive, send)
+            await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"request body over {self.max_bytes} bytes", ("body",))
+    @staticmethod
+    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"request body over {limit} bytes", ("body",))
         await JSONResponse(error.body(), status_code=413)(scope, receive, send)
 
 
@@ -62,7 +77,9 @@ def create_app() -> FastAPI:
         description="Which optimizer, with which hyperparameters, for this model and data.",
     )
     install_handlers(app)
-    for router in (jobs_router, catalog_router, health_router):
+    for router in (jobs_router, catalog_router, health_router, datasets_router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES, upload_bytes=settings.MAX_UPLOAD_BYTES
+    )
     return app

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     MAX_PARALLEL: int = 64
     MAX_BATCH_SIZE: int = 8192
 
+    # Uploaded datasets (POST /v1/datasets); the request body limit must allow the file.
+    MAX_UPLOAD_BYTES: int = Field(100_000_000, gt=0)  # the uploaded file as sent
+    MAX_UPLOAD_UNPACKED_BYTES: int = Field(1_000_000_000, gt=0)  # arrays once decompressed
+    MAX_UPLOAD_COMPRESSION_RATIO: float = Field(100.0, gt=1)  # per .npz member
+    MAX_UPLOAD_ROWS: int = Field(1_000_000, gt=0)
+    MAX_UPLOAD_COLUMNS: int = Field(10_000, gt=0)
+    MAX_UPLOAD_CLASSES: int = Field(1000, ge=2)
+    # Trainable parameters of a job's model, estimated without torch
+    # (workers.catalog.check_task_limits); 50M AdamW parameters need ~800 MB of state.
+    MAX_MODEL_PARAMETERS: int = Field(50_000_000, gt=0)
+
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL or f"sqlite:///{(self.DATA_DIR / 'optserve.db').resolve()}"

@@ -8,6 +8,8 @@ from api_schemas import DatasetRead, ModelRead, OptimizerRead, ScheduleRead
 from api_schemas.optimizers import list_optimizer_reads, list_schedule_reads
 from service.auth import Authenticated
 from service.catalog.reads import dataset_reads, model_reads
+from service.datasets.service import upload_reads
+from service.deps import SessionDep
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
@@ -31,6 +33,6 @@ def list_models(_subject: Authenticated) -> list[ModelRead]:
 
 
 @router.get("/datasets")
-def list_datasets(_subject: Authenticated) -> list[DatasetRead]:
-    """Built-in datasets with their meta-features and metrics."""
-    return dataset_reads()
+def list_datasets(subject: Authenticated, session: SessionDep) -> list[DatasetRead]:
+    """Built-in datasets, then the caller's uploads, with meta-features and metrics."""
+    return dataset_reads() + upload_reads(session, subject)

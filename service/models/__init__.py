@@ -1,5 +1,6 @@
 """Our tables. Optuna's live elsewhere (own schema or file) and are never mapped here."""
 
+from service.models.dataset import UploadedDataset
 from service.models.job import Job, JobStatus
 from service.models.tenant import ApiKey, Tenant
 from service.models.trial import CurvePoint, SlotStatus, TrialRun, TrialSlot, TrialState
@@ -14,4 +15,5 @@ __all__ = [
     "TrialRun",
     "TrialSlot",
     "TrialState",
+    "UploadedDataset",
 ]

@@ -64,7 +64,11 @@ class TestRegistry:
         for name, hp in spec.params.items():
             assert hp.domain.contains(hp.default), name
 
-    @pytest.mark.parametrize("spec", list_dataset_specs(), ids=lambda s: s.name)
+    @pytest.mark.parametrize(
+        "spec",
+        [s for s in list_dataset_specs() if s.task_type != "language_modeling"],
+        ids=lambda s: s.name,
+    )
     def test_metadata_matches_the_data(self, spec) -> None:
         X, y = import_object(spec.loader_path)(**spec.defaults())
         assert X.shape == (spec.n_examples, spec.n_features)
@@ -166,9 +170,25 @@ class TestValidation:
 
 class TestCompatibility:
     def test_builtins_are_compatible(self) -> None:
-        for model in MODELS:
-            for dataset in DATASETS:
+        for model, dataset in [("logreg", "iris"), ("mlp", "digits"), ("cnn", "digits"),
+                               ("resnet", "digits"), ("transformer", "python_docs")]:  # fmt: skip
+            check_compatible(model, dataset)
+        flat = {"logreg", "mlp"}
+        tabular = [d for d in DATASETS if get_dataset_spec(d).modality == "tabular"]
+        for model in flat:
+            for dataset in (*tabular, "digits"):
                 check_compatible(model, dataset)
+        assert [d.name for d in compatible_datasets("cnn")] == ["digits"]
+        assert [d.name for d in compatible_datasets("transformer")] == ["python_docs"]
+
+    @pytest.mark.parametrize(
+        ("model", "dataset"),
+        [("cnn", "iris"), ("resnet", "diabetes"), ("transformer", "digits"),
+         ("mlp", "python_docs")],
+    )  # fmt: skip
+    def test_models_refuse_other_modalities(self, model, dataset) -> None:
+        with pytest.raises(CatalogError, match="cannot train on"):
+            check_compatible(model, dataset)
 
     def test_modality_mismatch(self) -> None:
         text_only = replace(get_model_spec("mlp"), name="tiny_lm", modalities=("text",))
@@ -187,6 +207,9 @@ class TestMetrics:
     def test_metrics_for(self) -> None:
         assert metrics_for("classification") == ["val_accuracy", "val_loss", "train_loss"]
         assert metrics_for("regression") == ["val_rmse", "val_r2", "val_loss", "train_loss"]
+        lm = ["val_loss", "val_bpc", "val_perplexity", "train_loss"]
+        assert metrics_for("language_modeling") == lm
+        assert all(default_direction(m) == "minimize" for m in lm)
         with pytest.raises(CatalogError) as info:
             metrics_for("ranking")
         assert info.value.field == "task_type"

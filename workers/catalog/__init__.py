@@ -7,6 +7,8 @@ resolve ``builder_path``/``loader_path`` with ``import_object`` when they train.
 
 from __future__ import annotations
 
+from workers.catalog import corpus
+from workers.catalog.estimate import ModelIO, check_task_limits, estimate_parameters, model_io
 from workers.catalog.registry import (
     DATASETS,
     MODELS,
@@ -25,6 +27,7 @@ from workers.catalog.specs import (
     CatalogError,
     DatasetSpec,
     Direction,
+    InputKind,
     Modality,
     ModelSpec,
     TaskType,
@@ -39,18 +42,24 @@ __all__ = [
     "CatalogError",
     "DatasetSpec",
     "Direction",
+    "InputKind",
     "Modality",
+    "ModelIO",
     "ModelSpec",
     "TaskType",
     "check_compatible",
+    "check_task_limits",
     "compatible_datasets",
+    "corpus",
     "default_direction",
+    "estimate_parameters",
     "get_dataset_spec",
     "get_model_spec",
     "import_object",
     "list_dataset_specs",
     "list_model_specs",
     "metrics_for",
+    "model_io",
     "validate_dataset_params",
     "validate_model_params",
 ]

@@ -13,12 +13,24 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from optimizers._spec import Domain, HParam, Scalar
+from workers.catalog import corpus
 from workers.catalog.specs import CatalogError, DatasetSpec, ModelSpec
 
 _LOADERS = "workers.training.datasets"
 _BUILDERS = "workers.training.models"
 
+
 # -- models ---------------------------------------------------------------------------
+def _heads_divide_d_model(params: Mapping[str, object]) -> None:
+    d_model, heads = cast(int, params["d_model"]), cast(int, params["heads"])
+    if d_model % heads:
+        raise CatalogError(
+            f"Invalid value for parameter 'heads' of model 'transformer': {heads} "
+            f"(must divide d_model={d_model})",
+            field="heads",
+        )
+
+
 _MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="logreg",
@@ -46,6 +58,55 @@ _MODELS: tuple[ModelSpec, ...] = (
         ),
         modalities=("tabular", "image"),
         task_types=("classification", "regression"),
+    ),
+    ModelSpec(
+        name="cnn",
+        description="Small ConvNet for images: `depth` blocks of 3x3 conv, ReLU and 2x2 "
+        "max-pooling (while the image is larger than 1x1), global average pool, linear head.",
+        builder_path=f"{_BUILDERS}:build_cnn",
+        params=MappingProxyType(
+            {
+                "channels": HParam(32, Domain.integer(4, 256), doc="channels of every conv"),
+                "depth": HParam(2, Domain.integer(1, 4), doc="number of conv blocks"),
+            }
+        ),
+        modalities=("image",),
+        input_kind="image",
+    ),
+    ModelSpec(
+        name="resnet",
+        description="Small residual network with batch norm: a 3x3 stem, `blocks` basic "
+        "residual blocks of `width` channels (no downsampling), global average pool.",
+        builder_path=f"{_BUILDERS}:build_resnet",
+        params=MappingProxyType(
+            {
+                "width": HParam(32, Domain.integer(4, 256), doc="channels of every conv"),
+                "blocks": HParam(2, Domain.integer(1, 8), doc="number of residual blocks"),
+            }
+        ),
+        modalities=("image",),
+        input_kind="image",
+    ),
+    ModelSpec(
+        name="transformer",
+        description="Small causal (GPT-style, pre-norm) Transformer for character-level "
+        "language modelling over windows of `context_length` characters.",
+        builder_path=f"{_BUILDERS}:build_transformer",
+        params=MappingProxyType(
+            {
+                "d_model": HParam(128, Domain.integer(16, 1024), doc="embedding width"),
+                "layers": HParam(2, Domain.integer(1, 12), doc="number of Transformer blocks"),
+                "heads": HParam(4, Domain.integer(1, 16), doc="attention heads (divide d_model)"),
+                "context_length": HParam(
+                    64, Domain.integer(8, 1024), doc="characters per training window"
+                ),
+                "dropout": HParam(0.0, Domain.interval(0.0, 0.5), doc="dropout in each block"),
+            }
+        ),
+        modalities=("text",),
+        task_types=("language_modeling",),
+        input_kind="tokens",
+        check=_heads_divide_d_model,
     ),
 )
 
@@ -149,6 +210,26 @@ _DATASETS: tuple[DatasetSpec, ...] = (
         n_classes=None,
         params=_synthetic_params("fraction of the target's variance that is noise"),
     ),
+    DatasetSpec(
+        name="python_docs",
+        description="Character-level language modelling on the Python documentation that "
+        "ships with CPython (pydoc_data.topics); the last 10% is held out.",
+        loader_path=f"{_LOADERS}:load_python_docs",
+        task_type="language_modeling",
+        modality="text",
+        n_examples=corpus.corpus_length(),
+        n_features=corpus.VOCAB_SIZE,
+        n_classes=corpus.VOCAB_SIZE,
+        params=MappingProxyType(
+            {
+                "max_chars": HParam(
+                    None,
+                    Domain.integer(10_000, None, nullable=True),
+                    doc="use only the first max_chars characters (null: all of them)",
+                )
+            }
+        ),
+    ),
 )
 
 MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType({s.name: s for s in _MODELS})
@@ -213,15 +294,21 @@ def validate_model_params(
 ) -> dict[str, Scalar | None]:
     """The model's parameters with defaults filled, each checked against its domain."""
     spec = get_model_spec(name)
-    return _resolve(f"model {name!r}", spec.params, params)
+    resolved = _resolve(f"model {name!r}", spec.params, params)
+    if spec.check is not None:
+        spec.check(resolved)
+    return resolved
 
 
 def validate_dataset_params(
-    name: str, params: Mapping[str, object] | None
+    name: str | DatasetSpec, params: Mapping[str, object] | None
 ) -> dict[str, Scalar | None]:
-    """The dataset's parameters with defaults filled, each checked against its domain."""
-    spec = get_dataset_spec(name)
-    return _resolve(f"dataset {name!r}", spec.params, params)
+    """The dataset's parameters with defaults filled, each checked against its domain.
+
+    Takes a spec as well as a name, for uploaded datasets (which take no parameters).
+    """
+    spec = get_dataset_spec(name) if isinstance(name, str) else name
+    return _resolve(f"dataset {spec.name!r}", spec.params, params)
 
 
 def _resolve(

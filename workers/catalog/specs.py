@@ -11,20 +11,23 @@ models and datasets alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
 from optimizers._spec import HParam, Scalar
 
-TaskType: TypeAlias = Literal["classification", "regression"]
+TaskType: TypeAlias = Literal["classification", "regression", "language_modeling"]
 Direction: TypeAlias = Literal["minimize", "maximize"]
-# Modalities a dataset can have and a model can take. "text" and "sequence" are kept
-# for the transformer and uploaded datasets of a later issue; nothing uses them yet.
+# Modalities a dataset can have and a model can take. "text" is a character stream
+# (the transformer's); "sequence" is kept for uploaded sequences; nothing uses it yet.
 Modality: TypeAlias = Literal["tabular", "image", "text", "sequence"]
+# How a model wants one example: a flat feature vector, a (C, H, W) image, or a
+# window of token ids. The training code shapes the data accordingly.
+InputKind: TypeAlias = Literal["flat", "image", "tokens"]
 
-TASK_TYPES: tuple[TaskType, ...] = ("classification", "regression")
+TASK_TYPES: tuple[TaskType, ...] = ("classification", "regression", "language_modeling")
 
 _NO_PARAMS: Mapping[str, HParam] = MappingProxyType({})
 
@@ -39,6 +42,9 @@ _METRICS: Mapping[TaskType, tuple[str, ...]] = MappingProxyType(
     {
         "classification": ("val_accuracy", "val_loss", "train_loss"),
         "regression": ("val_rmse", "val_r2", "val_loss", "train_loss"),
+        # val_loss is the mean cross-entropy per character in nats; val_bpc the same
+        # in bits (the unit char-level LM results are quoted in); perplexity its exp.
+        "language_modeling": ("val_loss", "val_bpc", "val_perplexity", "train_loss"),
     }
 )
 _DIRECTIONS: Mapping[str, Direction] = MappingProxyType(
@@ -47,6 +53,8 @@ _DIRECTIONS: Mapping[str, Direction] = MappingProxyType(
         "val_r2": "maximize",
         "val_rmse": "minimize",
         "val_loss": "minimize",
+        "val_bpc": "minimize",
+        "val_perplexity": "minimize",
         "train_loss": "minimize",
     }
 )
@@ -86,6 +94,11 @@ class ModelSpec:
         params: the architecture's hyperparameters (tunable like an optimizer's).
         modalities: dataset modalities the model can take.
         task_types: tasks it has a head for.
+        input_kind: how one example is handed to the model (``"image"`` builders
+            also get ``input_shape=(C, H, W)``).
+        check: a cross-parameter rule beyond each domain (``d_model`` divisible by
+            ``heads``), called with the resolved params; raises ``CatalogError``.
+        bf16: whether the forward pass may run under bf16 autocast on a GPU.
     """
 
     name: str
@@ -93,7 +106,10 @@ class ModelSpec:
     builder_path: str = "workers.training.models:build_mlp"
     params: Mapping[str, HParam] = field(default_factory=_no_params)
     modalities: tuple[Modality, ...] = ("tabular",)
-    task_types: tuple[TaskType, ...] = TASK_TYPES
+    task_types: tuple[TaskType, ...] = ("classification", "regression")
+    input_kind: InputKind = "flat"
+    check: Callable[[Mapping[str, object]], None] | None = None
+    bf16: bool = True
 
     def defaults(self) -> dict[str, Scalar | None]:
         return {name: hp.default for name, hp in self.params.items()}
@@ -111,19 +127,23 @@ class DatasetSpec:
         description: one sentence for ``GET /v1/datasets``.
         loader_path: ``"module:function"`` called as ``loader(**params) -> (X, y)``
             with raw numpy arrays; the training code splits and standardises them.
-        task_type: ``"classification"`` or ``"regression"``.
+        task_type: ``"classification"``, ``"regression"`` or ``"language_modeling"``
+            (``n_examples`` then counts characters; the examples trained on are
+            windows of the model's context length).
         modality: what one example is; image datasets are also given flat to
             models that take ``"tabular"`` input.
         n_examples: number of examples (train and validation together).
-        n_features: number of input features (flattened for images).
-        n_classes: number of classes, ``None`` for regression.
+        n_features: number of input features (flattened for images; the vocabulary
+            size for language modelling, the width of one-hot characters).
+        n_classes: number of classes, ``None`` for regression; the vocabulary size
+            for language modelling (each position is a next-character classification).
         params: loader parameters (generation settings of the synthetic datasets).
         class_balance: fraction of examples per class, in label order, when known
             without generating the data.
         input_shape: the un-flattened shape of one example (``(C, H, W)`` for images),
-            for the convolutional models of a later issue.
-        source: ``"builtin"`` now; uploaded datasets (a later issue) will say
-            ``"upload"`` and come from the database rather than this registry.
+            which the convolutional models take.
+        source: ``"builtin"``, or ``"upload"`` for a tenant's uploaded dataset (built
+            from its database row, never listed in this registry).
     """
 
     name: str

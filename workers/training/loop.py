@@ -19,9 +19,17 @@ Choices, and why:
   seeded for the duration of the run: the caller's RNG state is left as it was, and
   the same seed on the same device gives bit-identical curves. (Forking is per
   process; a worker runs one trial at a time.)
-* **Precision.** CPU runs in float32. On CUDA the forward pass runs under bf16
-  autocast (matmuls on tensor cores; weights, gradients and optimizer state stay
-  float32) and the loss is computed in float32; bf16 needs no loss scaler.
+* **Device and precision.** CUDA when available (or as asked), else the CPU. CPU runs
+  in float32, with ``torch.set_num_threads(OPTSERVE_TORCH_THREADS)`` when that
+  variable is set (a machine running several workers shares its cores out). On CUDA
+  the forward pass runs under bf16 autocast when the model's spec allows it (matmuls
+  on tensor cores; weights, gradients and optimizer state stay float32) and the loss
+  is computed in float32; bf16 needs no loss scaler. Nothing below names CUDA except
+  the device choice and the RNG seeding: data, model and batch order all follow
+  ``device``.
+* **Language modelling.** The examples are fixed-length windows of characters (the
+  dataset is cut at the model's ``context_length``); the loss is the mean
+  cross-entropy per character.
 * **Divergence.** A non-finite training loss stops the run before its backward pass
   and raises ``Diverged``; so does a non-finite validation loss at the end of an epoch
   (the last step may have produced non-finite weights). Checking every batch costs a
@@ -30,7 +38,9 @@ Choices, and why:
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -41,14 +51,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.catalog import check_compatible, metrics_for
-from workers.training.datasets import DataSplit, load_dataset
+from workers.catalog import check_compatible, get_model_spec, metrics_for, validate_model_params
+from workers.training.datasets import DataSplit, load_dataset, resolve_dataset_spec
 from workers.training.models import build_model, count_parameters
+
+log = logging.getLogger(__name__)
 
 ParamsArg = list[dict[str, Any]] | Iterable[nn.Parameter]
 MakeOptimizer = Callable[[ParamsArg, int], torch.optim.Optimizer]
 MakeSchedule = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
 EVAL_BATCH = 4096
+EVAL_TOKENS = 65_536  # language modelling: evaluate this many positions per chunk
+THREADS_ENV = "OPTSERVE_TORCH_THREADS"
 _SEED_MOD = 2**64  # torch.manual_seed / Generator.manual_seed take unsigned 64-bit seeds
 
 
@@ -103,6 +117,7 @@ class _Run:
     generator: torch.Generator
     batch_size: int
     grad_clip: float | None
+    bf16: bool = True
     step: int = 0
     examples: int = 0
 
@@ -136,17 +151,31 @@ def train(
         Whatever ``on_epoch`` raises, unchanged.
     """
     _check_args(epochs, batch_size, grad_clip)
-    check_compatible(model, dataset)
+    spec = get_model_spec(model)
+    check_compatible(spec, resolve_dataset_spec(dataset))
+    resolved = validate_model_params(model, model_params)
     dev = resolve_device(device)
-    data = load_dataset(dataset, dataset_params, seed=seed, device=dev)
+    if dev.type == "cpu":
+        _configure_cpu_threads()
+    context = resolved.get("context_length")
+    data = load_dataset(
+        dataset,
+        dataset_params,
+        seed=seed,
+        device=dev,
+        input_kind=spec.input_kind,
+        context_length=int(context) if isinstance(context, int) else None,
+    )
     seed %= _SEED_MOD
     with _seeded_global_rng(dev, seed):
-        net = build_model(model, model_params, data.n_features, data.n_outputs).to(dev)
+        net = build_model(
+            model, resolved, data.n_features, data.n_outputs, input_shape=data.input_shape
+        ).to(dev)
         total_steps = epochs * math.ceil(data.X_train.shape[0] / batch_size)
         optimizer = make_optimizer(param_groups(net), total_steps)
         schedule = make_schedule(optimizer, total_steps) if make_schedule else None
         generator = torch.Generator().manual_seed(seed)
-        run = _Run(net, data, optimizer, schedule, dev, generator, batch_size, grad_clip)
+        run = _Run(net, data, optimizer, schedule, dev, generator, batch_size, grad_clip, spec.bf16)
         curve = _train_epochs(run, epochs, on_epoch)
     return TrainResult(epochs=curve, n_parameters=count_parameters(net), device=str(dev))
 
@@ -178,7 +207,7 @@ def _train_epoch(run: _Run, epoch: int) -> float:
 
 def _train_step(run: _Run, batch: torch.Tensor, epoch: int) -> float:
     run.optimizer.zero_grad(set_to_none=True)
-    with _autocast(run.device):
+    with _autocast(run.device, run.bf16):
         output = run.net(run.data.X_train[batch])
     loss = _loss(output, run.data.y_train[batch], run.data.task_type)
     value = loss.item()
@@ -198,7 +227,12 @@ def _train_step(run: _Run, batch: torch.Tensor, epoch: int) -> float:
 def _epoch_metrics(run: _Run, epoch: int, train_loss: float, wall_time: float) -> EpochMetrics:
     data = run.data
     val = evaluate(
-        run.net, data.X_val, data.y_val, task_type=data.task_type, target_scale=data.target_scale
+        run.net,
+        data.X_val,
+        data.y_val,
+        task_type=data.task_type,
+        target_scale=data.target_scale,
+        bf16=run.bf16,
     )
     if not math.isfinite(val["val_loss"]):
         raise Diverged(epoch, run.step, val["val_loss"])
@@ -223,19 +257,25 @@ def evaluate(
     *,
     task_type: str,
     target_scale: float = 1.0,
+    bf16: bool = True,
 ) -> dict[str, float]:
     """Validation metrics of ``model`` (in eval mode, in chunks); its mode is restored.
 
     Classification: ``val_accuracy`` and ``val_loss`` (cross-entropy). Regression:
     ``val_loss`` (MSE of standardised targets, what training minimises), ``val_rmse``
-    in the target's own units (times ``target_scale``) and ``val_r2``.
+    in the target's own units (times ``target_scale``) and ``val_r2``. Language
+    modelling: ``val_loss`` (nats per character), ``val_bpc`` and ``val_perplexity``.
     """
     was_training = model.training
     model.eval()
-    with _autocast(X.device):
-        chunks = [model(X[i : i + EVAL_BATCH]) for i in range(0, X.shape[0], EVAL_BATCH)]
+    try:
+        with _autocast(X.device, bf16):
+            if task_type == "language_modeling":
+                return _lm_metrics(model, X, y)
+            chunks = [model(X[i : i + EVAL_BATCH]) for i in range(0, X.shape[0], EVAL_BATCH)]
         output = torch.cat(chunks).float()
-    model.train(was_training)
+    finally:
+        model.train(was_training)
     loss = _loss(output, y, task_type).item()
     if task_type == "classification":
         accuracy = (output.argmax(dim=1) == y).sum().item() / max(len(y), 1)
@@ -244,6 +284,18 @@ def evaluate(
     sst = (y - y.mean()).pow(2).sum()
     r2 = (1.0 - sse / sst).item() if sst.item() > 0 else 0.0
     return {"val_rmse": math.sqrt(loss) * target_scale, "val_r2": r2, "val_loss": loss}
+
+
+def _lm_metrics(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Summed per chunk: the logits of every position at once would not fit."""
+    step = max(1, EVAL_TOKENS // max(X.shape[1], 1))
+    total = torch.zeros((), device=X.device)
+    for i in range(0, X.shape[0], step):
+        output = model(X[i : i + step]).float()
+        total += F.cross_entropy(output.flatten(0, 1), y[i : i + step].flatten(), reduction="sum")
+    loss = total.item() / max(y.numel(), 1)
+    perplexity = math.exp(loss) if loss < 700 else math.inf  # math.exp overflows past ~709
+    return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_perplexity": perplexity}
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
@@ -265,14 +317,31 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 def _loss(output: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
     output = output.float()
+    if task_type == "language_modeling":
+        return F.cross_entropy(output.flatten(0, 1), target.flatten())
     if task_type == "classification":
         return F.cross_entropy(output, target)
     return F.mse_loss(output.squeeze(-1), target)
 
 
-def _autocast(device: torch.device) -> AbstractContextManager[Any]:
-    """bf16 autocast on CUDA (see the module docstring); a no-op on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device, bf16: bool = True) -> AbstractContextManager[Any]:
+    """bf16 autocast on CUDA where the model allows it (module docstring); else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+def _configure_cpu_threads() -> None:
+    """Apply ``OPTSERVE_TORCH_THREADS``; a bad value is logged and ignored, not fatal.
+
+    A typo in the deployment should not fail every trial as "invalid configuration".
+    """
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return
+    if not raw.isdigit() or int(raw) < 1:
+        log.warning("ignoring %s=%r: expected an integer >= 1", THREADS_ENV, raw)
+        return
+    if torch.get_num_threads() != int(raw):
+        torch.set_num_threads(int(raw))
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""Uploaded datasets: ``POST/GET/DELETE /v1/datasets``, parsing with limits, storage."""
