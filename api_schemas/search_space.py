@@ -37,7 +37,9 @@ Fixed values are not sampled and never appear among Optuna's parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import math
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
@@ -344,12 +346,18 @@ def _hparam_errors(
     return errors
 
 
-def _resolve(hparams: Mapping[str, HParam], given: Mapping[str, ParamSpace]) -> dict[str, Any]:
+def _resolve(
+    hparams: Mapping[str, HParam], given: Mapping[str, ParamSpace], priors: bool = True
+) -> dict[str, Any]:
+    """The given spaces, the rest at the spec's prior (``priors``) or fixed at its default.
+
+    ``priors=False`` is the grid sampler's reading: only what the user listed is varied.
+    """
     out: dict[str, Any] = {}
     for hp, spec in hparams.items():
         if hp in given:
             out[hp] = given[hp]
-        elif spec.search is not None:
+        elif priors and spec.search is not None:
             out[hp] = param_from_space(spec.search)
         else:
             out[hp] = FixedParam(value=spec.default)
@@ -426,10 +434,10 @@ class SearchSpace(Schema):
         raise_errors("SearchSpace", errors)
         return self
 
-    def resolve(self) -> ResolvedSpace:
+    def resolve(self, priors: bool = True) -> ResolvedSpace:
         return ResolvedSpace(
             optimizers={
-                name: _resolve(get_spec(name).hparams, spaces)
+                name: _resolve(get_spec(name).hparams, spaces, priors)
                 for name, spaces in self.optimizers.items()
             }
         )
@@ -461,24 +469,122 @@ class ScheduleSpace(RootModel[NamedSpaces]):
         raise_errors("ScheduleSpace", errors)
         return self
 
-    def resolve(self) -> dict[str, dict[str, ParamSpace]]:
+    def resolve(self, priors: bool = True) -> dict[str, dict[str, ParamSpace]]:
         return {
-            name: _resolve(SCHEDULES[name].hparams, spaces) for name, spaces in self.root.items()
+            name: _resolve(SCHEDULES[name].hparams, spaces, priors)
+            for name, spaces in self.root.items()
         }
 
 
+# -- wrappers applied to every optimizer -------------------------------------------------
+LOOKAHEAD = "lookahead"
+
+
+class LookaheadSpace(RootModel[Spaces]):
+    """``"lookahead": {"k": ..., "alpha": ...}``: Lookahead over every optimizer of the job.
+
+    The same as naming each optimizer ``lookahead+<name>`` with ``lookahead_k`` and
+    ``lookahead_alpha`` spaces, without repeating them per optimizer; ``{}`` takes the
+    wrapper's default priors. The resolved space (and Optuna's parameter names) use the
+    composed names, so a stored trial says exactly what ran.
+    """
+
+    @model_validator(mode="after")
+    def _against_registry(self, info: ValidationInfo) -> Self:
+        if is_stored(info.context):
+            return self
+        hparams = OPTIMIZERS[LOOKAHEAD].hparams
+        raise_errors(
+            "LookaheadSpace", _hparam_errors(LOOKAHEAD, "wrapper", hparams, {}, self.root, ())
+        )
+        return self
+
+    def wrap(
+        self, optimizers: Mapping[str, Mapping[str, Any]], priors: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """Each resolved optimizer as ``lookahead+<name>``, the wrapper's spaces added."""
+        own = _resolve(OPTIMIZERS[LOOKAHEAD].hparams, self.root, priors)
+        prefixed = {f"{LOOKAHEAD}_{hp}": space for hp, space in own.items()}
+        return {
+            f"{LOOKAHEAD}{WRAPPER_SEPARATOR}{name}": {**spaces, **prefixed}
+            for name, spaces in optimizers.items()
+        }
+
+
+# -- grids ---------------------------------------------------------------------------------
+_Axis: TypeAlias = tuple[str, list[Any]]
+
+
+def _axes(owner: str, spaces: Mapping[str, Any]) -> list[_Axis]:
+    """The (Optuna name, choices) of each tuned parameter of one optimizer or schedule."""
+    axes = []
+    for hp, space in spaces.items():
+        if isinstance(space, FixedParam):
+            continue
+        if not isinstance(space, CategoricalParam):
+            raise ValueError(f"{owner}.{hp}: a grid takes categorical or fixed spaces only")
+        axes.append((distribution_name(owner, hp, space), list(space.choices)))
+    return axes
+
+
+def _choice_groups(resolved: ResolvedSpace) -> list[tuple[str, dict[str, list[_Axis]]]]:
+    groups = [(OPTIMIZER_PARAM, {n: _axes(n, s) for n, s in sorted(resolved.optimizers.items())})]
+    if resolved.schedules:
+        groups.append(
+            (SCHEDULE_PARAM, {n: _axes(n, s) for n, s in sorted(resolved.schedules.items())})
+        )
+    return groups
+
+
+def _group_points(param: str, owners: Mapping[str, list[_Axis]]) -> Iterator[dict[str, Any]]:
+    for owner, axes in owners.items():
+        names = [name for name, _ in axes]
+        for combo in itertools.product(*(choices for _, choices in axes)):
+            yield {param: owner, **dict(zip(names, combo, strict=True))}
+
+
+def grid_points(resolved: ResolvedSpace) -> Iterator[dict[str, Any]]:
+    """Every distinct configuration of an all-categorical space, by Optuna parameter name.
+
+    Optimizers (then schedules) in name order, choices in the order given, lazily, so
+    slot ``i`` of a grid job always runs point ``i``. A point holds only the chosen
+    optimizer's parameters: unlike one product over every parameter (Optuna's
+    ``GridSampler``), no configuration repeats once per value of another optimizer's
+    parameters. ``ValueError`` if a tuned space is not categorical.
+    """
+    groups = _choice_groups(resolved)
+    if len(groups) == 1:
+        yield from _group_points(*groups[0])
+        return
+    for first in _group_points(*groups[0]):
+        for second in _group_points(*groups[1]):
+            yield {**first, **second}
+
+
+def grid_size(resolved: ResolvedSpace) -> int:
+    """How many points ``grid_points`` yields, counted without enumerating them."""
+    return math.prod(
+        sum(math.prod(len(choices) for _, choices in axes) for axes in owners.values())
+        for _, owners in _choice_groups(resolved)
+    )
+
+
 __all__ = [
+    "LOOKAHEAD",
     "OPTIMIZER_PARAM",
     "SCHEDULE_PARAM",
     "CategoricalParam",
     "FixedParam",
     "FloatParam",
     "IntParam",
+    "LookaheadSpace",
     "ParamSpace",
     "ResolvedSpace",
     "ScheduleSpace",
     "SearchSpace",
     "distribution_name",
+    "grid_points",
+    "grid_size",
     "lookup_optimizer",
     "param_from_space",
     "schedule_distribution_name",

@@ -9,6 +9,12 @@ zombie worker whose run was already failed by the reconciler changes nothing.
 Failure policy: only a lost worker is retried. A deterministic error (bad
 hyperparameters, out of memory, a bug, a timeout) fails the slot for good, with its
 reason, and the job goes on.
+
+At each epoch boundary the trial checks its job: cancelled, or stopped by a budget
+(job ``timeout``, ``target`` reached), it ends CANCELLED with the reason; past the
+job's ``trial_timeout`` it FAILs with reason ``timeout``. A multi-objective trial
+neither reports nor prunes (Optuna supports neither there) and is told every
+objective's last-epoch value.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import math
 import platform
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,24 +35,41 @@ import torch
 from celery.exceptions import SoftTimeLimitExceeded
 
 import optimizers
+from api_schemas.search_space import OPTIMIZER_PARAM
 from service.config import get_settings
 from service.db import session_scope
 from service.dispatch import dispatch
 from service.jobs import lifecycle
 from service.models import CurvePoint, Job, SlotStatus, TrialRun, TrialState
 from service.models._types import utcnow
-from service.models.job import TERMINAL_JOB_STATUSES
 from service.trials import repository as trials
 from workers.objective import Configuration, suggest
 from workers.optuna_storage import get_storage, study_name
-from workers.samplers import build_pruner, build_sampler, trial_seed
+from workers.samplers import (
+    CompareRole,
+    PinnedSampler,
+    PointSampler,
+    SamplerContext,
+    build_pruner,
+    build_sampler,
+    compare_role,
+    trial_seed,
+)
 from workers.training.loop import Diverged, EpochMetrics, train
 
 log = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
-    """Raised at an epoch boundary when the job was cancelled."""
+    """Raised at an epoch boundary when the job was cancelled or stopped by a budget."""
+
+    def __init__(self, reason: str = "job cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TrialTimedOut(Exception):
+    """Raised at an epoch boundary once the trial has run past the job's ``trial_timeout``."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,18 @@ class Claim:
     attempt: int
     spec: Mapping[str, Any]
     resolved_space: Mapping[str, Any]
+    n_trials: int
+
+    @property
+    def role(self) -> CompareRole | None:
+        return compare_role(self.spec, self.resolved_space, self.slot, self.n_trials)
+
+    @property
+    def task_seed(self) -> int:
+        """The seed this trial trains with: a confirmation rerun takes seed + 1 + its index."""
+        base = int(self.spec["task"].get("seed", 0))
+        role = self.role
+        return base if role is None or role.confirmation is None else base + 1 + role.confirmation
 
 
 @dataclass(frozen=True)
@@ -64,6 +100,7 @@ class Outcome:
     value: float | None = None
     reason: str | None = None
     diverged: bool = False
+    values: tuple[float, ...] = ()  # every objective's value (COMPLETE only)
 
 
 def run_trial(job_id: str, slot: int, worker: str) -> str:
@@ -73,7 +110,7 @@ def run_trial(job_id: str, slot: int, worker: str) -> str:
         return claim
     with _heartbeat(claim):
         outcome = _execute(claim, worker)
-    _after(claim)
+    _after(claim, outcome)
     return f"slot {slot} attempt {claim.attempt}: {outcome.run_state}"
 
 
@@ -82,13 +119,14 @@ def _claim(job_id: uuid.UUID, slot: int, worker: str) -> Claim | str:
         job = session.get(Job, job_id)
         if job is None:
             return "skipped: unknown job"
-        if job.status in TERMINAL_JOB_STATUSES or job.cancel_requested:
+        if lifecycle.stopping(job):
+            lifecycle.refresh_status(session, job_id)  # an expired timeout ends the job here
             return "skipped: job has ended"
         attempt = trials.claim_slot(session, job_id, slot, worker)
         if attempt is None:
             return "skipped: already claimed"
         lifecycle.mark_running(session, job_id)
-        return Claim(job_id, slot, attempt, job.spec, job.resolved_space)
+        return Claim(job_id, slot, attempt, job.spec, job.resolved_space, job.n_trials)
 
 
 @contextmanager
@@ -114,31 +152,68 @@ def _heartbeat(claim: Claim) -> Iterator[None]:
         thread.join(timeout=interval + 1)
 
 
-def _load_study(claim: Claim) -> optuna.Study:
+def _load_study(claim: Claim) -> tuple[optuna.Study, str | None]:
+    """The job's study with this trial's sampler and pruner, and why it cannot run, if so."""
+    spec = claim.spec
+    sampler, pruner, problem = _sampler_and_pruner(claim)
+    study = optuna.create_study(
+        study_name=study_name(str(claim.job_id)),
+        storage=get_storage(),
+        sampler=sampler,
+        pruner=pruner,
+        directions=[direction for _, direction in lifecycle.objectives(spec)],
+        load_if_exists=True,
+    )
+    return study, problem
+
+
+def _sampler_and_pruner(
+    claim: Claim,
+) -> tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner, str | None]:
     spec = claim.spec
     sampler_spec = spec.get("sampler") or {}
     base_seed = sampler_spec.get("seed")
     if base_seed is None:
         base_seed = spec["task"].get("seed", 0)
-    seed = trial_seed(int(base_seed), claim.slot, claim.attempt)
-    return optuna.create_study(
-        study_name=study_name(str(claim.job_id)),
-        storage=get_storage(),
-        sampler=build_sampler(sampler_spec, seed),
-        pruner=build_pruner(spec.get("pruner") or {}),
-        direction=spec["task"].get("direction", "minimize"),
-        load_if_exists=True,
+    ctx = SamplerContext(
+        seed=trial_seed(int(base_seed), claim.slot, claim.attempt),
+        job_seed=int(base_seed),
+        slot=claim.slot,
+        resolved_space=claim.resolved_space,
     )
+    sampler = build_sampler(sampler_spec, ctx)
+    pruner = build_pruner(spec.get("pruner") or {}, int(spec["task"]["epochs"]))
+    role = claim.role
+    if role is None:
+        return sampler, pruner, None
+    if role.confirmation is None:
+        return PinnedSampler(sampler, {OPTIMIZER_PARAM: role.optimizer}), pruner, None
+    # a confirmation rerun: the optimizer's best configuration, never pruned
+    point = _best_params(claim, role.optimizer)
+    problem = None if point else f"no completed trial of {role.optimizer!r} to confirm"
+    point = point or {OPTIMIZER_PARAM: role.optimizer}
+    return PointSampler(point, ctx.seed), optuna.pruners.NopPruner(), problem
+
+
+def _best_params(claim: Claim, optimizer: str) -> dict[str, Any] | None:
+    maximize = lifecycle.objectives(claim.spec)[0][1] == "maximize"
+    with session_scope() as session:
+        run = trials.best_run(
+            session, claim.job_id, optimizer=optimizer, maximize=maximize, below_slot=claim.n_trials
+        )
+        return dict(run.params) if run is not None else None
 
 
 def _execute(claim: Claim, worker: str) -> Outcome:
-    study = _load_study(claim)
+    study, problem = _load_study(claim)
     otrial = study.ask()
     otrial.set_user_attr("optserve.slot", claim.slot)
     otrial.set_user_attr("optserve.attempt", claim.attempt)
     config = suggest(otrial, claim.resolved_space)
     run_id = _create_run(claim, otrial, config, worker)
     try:
+        if problem is not None:
+            raise ValueError(problem)
         outcome = _train(claim, otrial, config, run_id)
     except Exception as exc:  # deterministic failures: recorded, not retried
         outcome = _failure(exc)
@@ -158,7 +233,7 @@ def _create_run(
         optimizer=config.optimizer,
         params=dict(otrial.params),
         hyperparameters=config.hyperparameters,
-        seed=int(claim.spec["task"].get("seed", 0)),
+        seed=claim.task_seed,
         worker=worker,
         versions=_versions(),
         started_at=utcnow(),
@@ -182,17 +257,25 @@ def _versions() -> dict[str, str]:
 
 def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uuid.UUID) -> Outcome:
     task = claim.spec["task"]
-    metric = task.get("metric", "val_loss")
+    metrics = [metric for metric, _ in lifecycle.objectives(claim.spec)]
+    # Optuna reports and prunes single-objective studies only
+    single = len(metrics) == 1
     last: list[float] = []
+    final: dict[str, float] = {}  # the last epoch's metrics
+    trial_timeout = claim.spec.get("trial_timeout")
+    started = time.monotonic()
 
     def on_epoch(m: EpochMetrics) -> None:
-        value = m.metrics.get(metric, math.nan)
+        value = m.metrics.get(metrics[0], math.nan)
         last.append(value)
+        final.update(m.metrics)
         _save_point(run_id, m, value)
-        otrial.report(value, m.epoch)
-        if _cancel_requested(claim.job_id):
-            raise JobCancelled
-        if otrial.should_prune():
+        if single:
+            otrial.report(value, m.epoch)
+        _check_job(claim.job_id)
+        if trial_timeout is not None and time.monotonic() - started > trial_timeout:
+            raise TrialTimedOut(f"timeout: trial ran past trial_timeout={trial_timeout:g}s")
+        if single and otrial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {m.epoch}")
 
     try:
@@ -203,7 +286,8 @@ def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uu
             dataset_params=task["dataset"].get("params") or {},
             epochs=int(task["epochs"]),
             batch_size=int(task.get("batch_size", 64)),
-            seed=int(task.get("seed", 0)),
+            seed=claim.task_seed,
+            grad_clip=task.get("grad_clip"),
             make_optimizer=_optimizer_factory(config),
             make_schedule=_schedule_factory(config),
             on_epoch=on_epoch,
@@ -211,7 +295,8 @@ def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uu
     except optuna.TrialPruned as exc:
         return Outcome(TrialState.PRUNED, SlotStatus.DONE, last[-1] if last else None, str(exc))
     except Diverged as exc:
-        otrial.report(math.nan, exc.epoch)
+        if single:
+            otrial.report(math.nan, exc.epoch)
         return Outcome(
             TrialState.PRUNED,
             SlotStatus.DONE,
@@ -219,13 +304,14 @@ def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uu
             f"diverged: non-finite loss at step {exc.step}",
             True,
         )
-    except JobCancelled:
-        return Outcome(TrialState.CANCELLED, SlotStatus.CANCELLED, None, "job cancelled")
+    except JobCancelled as exc:
+        return Outcome(TrialState.CANCELLED, SlotStatus.CANCELLED, None, exc.reason)
     _set_device(run_id, result.device, result.n_parameters)
-    value = last[-1] if last else math.nan
-    if not math.isfinite(value):
-        return Outcome(TrialState.FAIL, SlotStatus.FAILED, None, f"non-finite objective: {value}")
-    return Outcome(TrialState.COMPLETE, SlotStatus.DONE, value)
+    values = tuple(final.get(metric, math.nan) for metric in metrics)
+    if not all(math.isfinite(v) for v in values):
+        reason = f"non-finite objective: {', '.join(f'{v}' for v in values)}"
+        return Outcome(TrialState.FAIL, SlotStatus.FAILED, None, reason)
+    return Outcome(TrialState.COMPLETE, SlotStatus.DONE, values[0], values=values)
 
 
 def _optimizer_factory(config: Configuration) -> Callable[[Any, int], torch.optim.Optimizer]:
@@ -252,7 +338,9 @@ def _schedule_factory(
 
 
 def _failure(exc: BaseException) -> Outcome:
-    if isinstance(exc, SoftTimeLimitExceeded):
+    if isinstance(exc, TrialTimedOut):
+        reason = str(exc)
+    elif isinstance(exc, SoftTimeLimitExceeded):
         reason = "timeout: trial exceeded its time limit"
     elif isinstance(exc, torch.OutOfMemoryError):
         reason = f"oom: {exc}"
@@ -285,10 +373,17 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _cancel_requested(job_id: uuid.UUID) -> bool:
+def _check_job(job_id: uuid.UUID) -> None:
+    """Raise ``JobCancelled`` when the job was cancelled, stopped or ended meanwhile."""
     with session_scope() as session:
         job = session.get(Job, job_id)
-        return job is None or job.cancel_requested or job.status in TERMINAL_JOB_STATUSES
+        if not lifecycle.stopping(job):
+            return
+        if job is None or job.cancel_requested:
+            raise JobCancelled
+        raise JobCancelled(
+            f"job stopped: {job.stop_reason or lifecycle.timeout_reason(job) or job.status}"
+        )
 
 
 def _set_device(run_id: uuid.UUID, device: str, n_parameters: int) -> None:
@@ -329,7 +424,7 @@ def _record(
 def _tell(study: optuna.Study, otrial: optuna.Trial, outcome: Outcome) -> None:
     try:
         if outcome.run_state == TrialState.COMPLETE:
-            study.tell(otrial, outcome.value)
+            study.tell(otrial, list(outcome.values) if len(outcome.values) > 1 else outcome.value)
         elif outcome.run_state == TrialState.PRUNED:
             otrial.set_user_attr("optserve.diverged", outcome.diverged)
             study.tell(otrial, state=optuna.trial.TrialState.PRUNED)
@@ -341,7 +436,22 @@ def _tell(study: optuna.Study, otrial: optuna.Trial, outcome: Outcome) -> None:
         log.warning("could not tell trial %s: already finished?", otrial.number, exc_info=True)
 
 
-def _after(claim: Claim) -> None:
+def _after(claim: Claim, outcome: Outcome) -> None:
     with session_scope() as session:
+        if (reason := _target_reached(claim.spec, outcome)) is not None:
+            lifecycle.request_stop(session, claim.job_id, reason)
         lifecycle.refresh_status(session, claim.job_id)
     dispatch([claim.job_id])
+
+
+def _target_reached(spec: Mapping[str, Any], outcome: Outcome) -> str | None:
+    target = spec.get("target")
+    if target is None or outcome.run_state != TrialState.COMPLETE or outcome.value is None:
+        return None
+    maximize = spec["task"].get("direction", "minimize") == "maximize"
+    reached = outcome.value >= target if maximize else outcome.value <= target
+    return (
+        f"target reached: a trial scored {outcome.value:.6g} (target {target:g})"
+        if reached
+        else None
+    )

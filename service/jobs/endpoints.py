@@ -1,13 +1,14 @@
-"""``/v1/jobs``: submit, list, read, cancel; trials, curves and the best configuration."""
+"""``/v1/jobs``: submit, list, read, update, cancel; trials, curves and the best configuration."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from api_schemas import BestRead, CurveRead, JobCreate, JobRead, Page, TrialRead
+from api_schemas.jobs import ComparisonRead, JobUpdate, ParetoRead
 from service.auth import Authenticated
 from service.deps import SessionDep
 from service.errors import NotFound
@@ -19,13 +20,28 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-def submit_job(job_in: JobCreate, session: SessionDep, subject: Authenticated) -> JobRead:
-    """Validate and store a tuning job; its trials are queued once it is committed."""
+def submit_job(
+    job_in: JobCreate,
+    session: SessionDep,
+    subject: Authenticated,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> JobRead:
+    """Validate and store a tuning job; its trials are queued once it is committed.
+
+    With an ``Idempotency-Key`` header, a retry of the same body returns the job
+    created first (200); the same key with another body is a 409.
+    """
     subject.require("jobs:write")
-    job = job_service.create(session, subject, job_in)
+    job, created = job_service.submit(session, subject, job_in, idempotency_key)
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return job_service.to_read(session, job)
 
 
@@ -49,6 +65,16 @@ def list_jobs(
 def read_job(job_id: uuid.UUID, session: SessionDep, subject: Authenticated) -> JobRead:
     """Status, counts per trial state, best so far, timestamps."""
     return job_service.to_read(session, job_service.get(session, subject, job_id))
+
+
+@router.patch("/{job_id}")
+def update_job(
+    job_id: uuid.UUID, patch: JobUpdate, session: SessionDep, subject: Authenticated
+) -> JobRead:
+    """Raise ``n_trials`` or change ``max_parallel`` of a job that has not ended."""
+    subject.require("jobs:write")
+    job = job_service.update(session, subject, job_id, patch)
+    return job_service.to_read(session, job)
 
 
 @router.post("/{job_id}/cancel")
@@ -90,3 +116,17 @@ def best_configuration(job_id: uuid.UUID, session: SessionDep, subject: Authenti
     if best is None:
         raise NotFound("no completed trial yet", ("path", "job_id"))
     return best
+
+
+@router.get("/{job_id}/pareto")
+def pareto_front(job_id: uuid.UUID, session: SessionDep, subject: Authenticated) -> ParetoRead:
+    """The non-dominated completed trials over the job's objectives (its best, with one)."""
+    return job_service.pareto(session, job_service.get(session, subject, job_id))
+
+
+@router.get("/{job_id}/comparison")
+def optimizer_comparison(
+    job_id: uuid.UUID, session: SessionDep, subject: Authenticated
+) -> ComparisonRead:
+    """A compare job's optimizers, best first: equal tuning budgets, confirmation reruns."""
+    return job_service.comparison(session, job_service.get(session, subject, job_id))

@@ -19,6 +19,10 @@ def get(session: Session, subject: AuthSubject, job_id: uuid.UUID) -> Job | None
     return session.scalar(readable(subject).where(Job.id == job_id))
 
 
+def get_by_idempotency_key(session: Session, subject: AuthSubject, key: str) -> Job | None:
+    return session.scalar(readable(subject).where(Job.idempotency_key == key))
+
+
 def list_page(
     session: Session, subject: AuthSubject, *, limit: int, offset: int, status: str | None
 ) -> tuple[list[Job], int]:

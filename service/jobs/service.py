@@ -1,4 +1,4 @@
-"""Job domain logic: semantic checks, creation, reads, cancellation.
+"""Job domain logic: semantic checks, creation, updates, reads, cancellation.
 
 ``api_schemas`` has already checked the shape of the request and its search space
 against the optimizer registry; here we check what needs the worker catalogue (the
@@ -7,10 +7,14 @@ model, the dataset and their parameters) and turn rows into response models.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import statistics
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api_schemas import (
@@ -22,42 +26,99 @@ from api_schemas import (
     JobRead,
     TrialRead,
 )
-from api_schemas.jobs import encode_float
+from api_schemas.jobs import (
+    ComparisonRead,
+    JobUpdate,
+    Objective,
+    OptimizerComparison,
+    ParetoRead,
+    ParetoTrial,
+    encode_float,
+)
+from api_schemas.search_space import ResolvedSpace, grid_size
 from service.auth import AuthSubject
 from service.config import get_settings
+from service.datasets.service import resolve_dataset_for_job
 from service.dispatch import DispatchBuffer
-from service.errors import InvalidField, NotFound
+from service.errors import Conflict, InvalidField, NotFound
 from service.jobs import lifecycle
 from service.jobs import repository as jobs_repo
 from service.models import Job, TrialRun, TrialSlot, TrialState
+from service.models.job import TERMINAL_JOB_STATUSES
 from service.trials import repository as trials
 from workers import catalog
+from workers.catalog import DatasetSpec
 
 TASK = ("body", "task")
 
 
-def _check_task(job_in: JobCreate) -> None:
-    task = job_in.task
-    for kind, ref, validate in (
-        ("model", task.model, catalog.validate_model_params),
-        ("dataset", task.dataset, catalog.validate_dataset_params),
-    ):
-        try:
-            validate(ref.name, ref.params)
-        except catalog.CatalogError as exc:
-            loc = (*TASK, kind, "params", exc.field) if exc.field else (*TASK, kind, "name")
-            raise InvalidField(str(exc), loc) from None
+def _catalog_error(exc: catalog.CatalogError, loc: tuple[str | int, ...]) -> InvalidField:
+    return InvalidField(str(exc), loc)
+
+
+def _resolve_dataset(session: Session, subject: AuthSubject, job_in: JobCreate) -> DatasetSpec:
+    """The built-in or the caller's uploaded dataset, its parameters checked."""
+    ref = job_in.task.dataset
     try:
-        catalog.check_compatible(task.model.name, task.dataset.name)
+        spec = resolve_dataset_for_job(session, subject, ref.name)
     except catalog.CatalogError as exc:
-        raise InvalidField(str(exc), (*TASK, "dataset", "name")) from None
-    metrics = catalog.metrics_for(catalog.get_dataset_spec(task.dataset.name).task_type)
-    if task.metric not in metrics:
-        raise InvalidField(
-            f"metric {task.metric!r} is not reported for dataset {task.dataset.name!r}; "
-            f"expected one of {metrics}",
-            (*TASK, "metric"),
+        raise _catalog_error(exc, (*TASK, "dataset", "name")) from None
+    try:
+        catalog.validate_dataset_params(spec, ref.params)
+    except catalog.CatalogError as exc:
+        loc = (*TASK, "dataset", "params", exc.field) if exc.field else (*TASK, "dataset", "name")
+        raise _catalog_error(exc, loc) from None
+    return spec
+
+
+def _check_model(job_in: JobCreate, dataset: DatasetSpec) -> None:
+    task = job_in.task
+    try:
+        catalog.validate_model_params(task.model.name, task.model.params)
+    except catalog.CatalogError as exc:
+        loc = (*TASK, "model", "params", exc.field) if exc.field else (*TASK, "model", "name")
+        raise _catalog_error(exc, loc) from None
+    try:
+        catalog.check_compatible(task.model.name, dataset)
+    except catalog.CatalogError as exc:
+        raise _catalog_error(exc, (*TASK, "dataset", "name")) from None
+    settings = get_settings()
+    try:
+        catalog.check_task_limits(
+            task.model.name,
+            task.model.params,
+            dataset,
+            task.dataset.params,
+            task.epochs,
+            max_parameters=settings.MAX_MODEL_PARAMETERS,
+            max_epochs=settings.MAX_EPOCHS,
         )
+    except catalog.CatalogError as exc:
+        field = (*TASK, "epochs") if exc.field == "epochs" else (*TASK, "model", "params")
+        raise _catalog_error(exc, field) from None
+
+
+def _check_metrics(job_in: JobCreate, dataset: DatasetSpec) -> None:
+    metrics = catalog.metrics_for(dataset.task_type)
+    wanted = [((*TASK, "metric"), job_in.task.metric)]
+    wanted += [
+        (("body", "objectives", i, "metric"), o.metric)
+        for i, o in enumerate(job_in.objectives or [])
+    ]
+    for loc, metric in wanted:
+        if metric not in metrics:
+            raise InvalidField(
+                f"metric {metric!r} is not reported for dataset {job_in.task.dataset.name!r}; "
+                f"expected one of {metrics}",
+                loc,
+            )
+
+
+def _check_task(session: Session, subject: AuthSubject, job_in: JobCreate) -> None:
+    """What needs the catalogue (and the caller's uploads): model, dataset, sizes, metric."""
+    dataset = _resolve_dataset(session, subject, job_in)
+    _check_model(job_in, dataset)
+    _check_metrics(job_in, dataset)
 
 
 def _with_default_direction(job_in: JobCreate) -> JobCreate:
@@ -70,8 +131,49 @@ def _with_default_direction(job_in: JobCreate) -> JobCreate:
     return job_in.model_copy(update={"task": task})
 
 
-def create(session: Session, subject: AuthSubject, job_in: JobCreate) -> Job:
-    _check_task(job_in)
+def request_hash(job_in: JobCreate) -> str:
+    """SHA-256 of the parsed body: key order and whitespace do not make it "different"."""
+    canonical = json.dumps(job_in.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit(
+    session: Session, subject: AuthSubject, job_in: JobCreate, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """Create the job, or return the one this tenant created with the same key.
+
+    Returns ``(job, created)``. The same key with another body is a 409: the client
+    reused a key by mistake, and silently returning the old job would hide it.
+    """
+    if idempotency_key is None:
+        return create(session, subject, job_in), True
+    digest = request_hash(job_in)
+    existing = jobs_repo.get_by_idempotency_key(session, subject, idempotency_key)
+    if existing is None:
+        try:
+            with session.begin_nested():  # a concurrent twin may win the unique index
+                job = create(session, subject, job_in, idempotency=(idempotency_key, digest))
+            return job, True
+        except IntegrityError:
+            existing = jobs_repo.get_by_idempotency_key(session, subject, idempotency_key)
+            if existing is None:
+                raise
+    if existing.request_hash != digest:
+        raise Conflict(
+            "Idempotency-Key was already used with a different request body",
+            ("header", "Idempotency-Key"),
+        )
+    return existing, False
+
+
+def create(
+    session: Session,
+    subject: AuthSubject,
+    job_in: JobCreate,
+    *,
+    idempotency: tuple[str, str] | None = None,
+) -> Job:
+    _check_task(session, subject, job_in)
     job_in = _with_default_direction(job_in)
     job_id = uuid.uuid4()
     job = Job(
@@ -84,15 +186,73 @@ def create(session: Session, subject: AuthSubject, job_in: JobCreate) -> Job:
         max_parallel=job_in.max_parallel,
         max_failed_trials=job_in.max_failed_trials,
         study_name=f"job-{job_id}",
+        idempotency_key=idempotency[0] if idempotency else None,
+        request_hash=idempotency[1] if idempotency else None,
     )
     session.add(job)
-    max_attempts = get_settings().TRIAL_MAX_ATTEMPTS
-    session.add_all(
-        TrialSlot(job_id=job_id, slot=i, max_attempts=max_attempts) for i in range(job.n_trials)
-    )
-    session.flush()
+    session.flush()  # the job row first: a duplicate idempotency key fails here
+    # a compare job's confirmation reruns follow its n_trials tuning slots
+    confirm = job_in.confirm_seeds * len(job_in.search_space.optimizers)
+    _add_slots(session, job_id, range(job.n_trials + confirm))
     DispatchBuffer.for_session(session).add(job_id)
     return job
+
+
+def _add_slots(session: Session, job_id: uuid.UUID, slots: range) -> None:
+    max_attempts = get_settings().TRIAL_MAX_ATTEMPTS
+    session.add_all(TrialSlot(job_id=job_id, slot=i, max_attempts=max_attempts) for i in slots)
+    session.flush()
+
+
+MUTABLE_FIELDS = ("n_trials", "max_parallel")
+
+
+def update(session: Session, subject: AuthSubject, job_id: uuid.UUID, patch: JobUpdate) -> Job:
+    """Raise ``n_trials`` (new slots are queued) or change ``max_parallel``.
+
+    Anything else is fixed once trials have been sampled from it: 409 naming the field.
+    """
+    job = get(session, subject, job_id)
+    if others := patch.other_fields():
+        field = others[0]
+        if field not in JobCreate.model_fields:
+            raise InvalidField(f"Extra inputs are not permitted: {field!r}", ("body", field))
+        raise Conflict(
+            f"{field} cannot be changed after submission; only {' and '.join(MUTABLE_FIELDS)}",
+            ("body", field),
+        )
+    job = trials.lock_job(session, job.id) or job  # serialise with workers and dispatch
+    if job.status in TERMINAL_JOB_STATUSES or job.cancel_requested or job.stop_reason:
+        raise Conflict(f"job is {job.status} and can no longer change", ("path", "job_id"))
+    if patch.n_trials is not None and job.spec.get("mode") == "compare":
+        # the slots after n_trials are its confirmation reruns: the layout is fixed
+        raise Conflict("n_trials of a compare job cannot change", ("body", "n_trials"))
+    n_trials = job.n_trials if patch.n_trials is None else patch.n_trials
+    max_parallel = job.max_parallel if patch.max_parallel is None else patch.max_parallel
+    _check_update(job, n_trials, max_parallel)
+    _add_slots(session, job.id, range(job.n_trials, n_trials))
+    job.n_trials, job.max_parallel = n_trials, max_parallel
+    job.spec = {**job.spec, "n_trials": n_trials, "max_parallel": max_parallel}
+    DispatchBuffer.for_session(session).add(job.id)
+    return job
+
+
+def _check_update(job: Job, n_trials: int, max_parallel: int) -> None:
+    if n_trials < job.n_trials:
+        raise InvalidField(
+            f"n_trials can only grow: {n_trials} < {job.n_trials} (cancel the job to stop it)",
+            ("body", "n_trials"),
+        )
+    if max_parallel > n_trials:
+        raise InvalidField(
+            f"max_parallel ({max_parallel}) must be less than or equal to n_trials ({n_trials})",
+            ("body", "max_parallel"),
+        )
+    if (job.spec.get("sampler") or {}).get("name") == "grid":
+        size = grid_size(ResolvedSpace.model_validate(job.resolved_space, context=STORED_CONTEXT))
+        if n_trials > size:
+            msg = f"n_trials ({n_trials}) exceeds the grid's {size} points"
+            raise InvalidField(msg, ("body", "n_trials"))
 
 
 def get(session: Session, subject: AuthSubject, job_id: uuid.UUID) -> Job:
@@ -125,6 +285,93 @@ def best(session: Session, job: Job) -> BestRead | None:
         params=top.params,
         hyperparameters=top.hyperparameters,
     )
+
+
+def pareto(session: Session, job: Job) -> ParetoRead:
+    """The completed trials that no other completed trial dominates, in trial order."""
+    objectives = lifecycle.objectives(job.spec)
+    runs = trials.completed_runs(session, job.id)
+    finals = trials.last_points(session, [r.id for r in runs])
+    scored = []
+    for run in sorted(runs, key=lambda r: r.number):
+        metrics = finals[run.id].metrics if run.id in finals else {}
+        values = [metrics.get(m) for m, _ in objectives]
+        if all(v is not None and math.isfinite(v) for v in values):
+            # as "lower is better" on every axis, so dominance is one comparison
+            signs = [-1.0 if d == "maximize" else 1.0 for _, d in objectives]
+            scored.append((run, values, [s * v for s, v in zip(signs, values, strict=True)]))
+    front = [
+        (run, values)
+        for run, values, key in scored
+        if not any(_dominates(other, key) for _, _, other in scored)
+    ]
+    return ParetoRead(
+        objectives=[Objective.model_validate({"metric": m, "direction": d}) for m, d in objectives],
+        trials=[
+            ParetoTrial(
+                trial=run.number,
+                optimizer=run.optimizer or "",
+                values=dict(zip([m for m, _ in objectives], values, strict=True)),
+                params=run.params,
+                hyperparameters=run.hyperparameters,
+            )
+            for run, values in front
+        ],
+    )
+
+
+def comparison(session: Session, job: Job) -> ComparisonRead:
+    """Each optimizer's tuning trials and confirmation reruns, best first (compare jobs)."""
+    if job.spec.get("mode") != "compare":
+        raise Conflict("job is not in mode 'compare'; see /best", ("path", "job_id"))
+    metric, direction = lifecycle.objectives(job.spec)[0]
+    runs = trials.all_runs(session, job.id)
+    names = sorted(job.resolved_space["optimizers"])
+    rows = [_optimizer_row(name, runs, job.n_trials, direction) for name in names]
+    return ComparisonRead(
+        metric=metric,
+        direction=direction,  # type: ignore[arg-type]
+        budget_per_optimizer=job.n_trials // len(names),
+        confirm_seeds=int(job.spec.get("confirm_seeds") or 0),
+        optimizers=sorted(rows, key=lambda row: _rank_key(row, direction)),
+    )
+
+
+def _optimizer_row(
+    name: str, runs: list[TrialRun], n_trials: int, direction: str
+) -> OptimizerComparison:
+    tuning = [r for r in runs if r.optimizer == name and r.slot < n_trials]
+    complete = [r for r in tuning if r.state == TrialState.COMPLETE and r.value is not None]
+    pick = max if direction == "maximize" else min
+    best = pick(complete, key=lambda r: r.value or 0.0) if complete else None
+    confirmed = [
+        r.value
+        for r in runs
+        if r.optimizer == name and r.slot >= n_trials and r.state == TrialState.COMPLETE
+    ]
+    finite = [v for v in confirmed if v is not None and math.isfinite(v)]
+    return OptimizerComparison(
+        optimizer=name,
+        finished=sum(r.state in (TrialState.COMPLETE, TrialState.PRUNED) for r in tuning),
+        failed=sum(r.state == TrialState.FAIL for r in tuning),
+        best_trial=best.number if best else None,
+        best_value=encode_float(best.value)[0] if best else None,
+        best_hyperparameters=best.hyperparameters if best else {},
+        confirmations=[encode_float(v)[0] for v in confirmed],
+        confirmation_mean=statistics.fmean(finite) if finite else None,
+        confirmation_std=statistics.stdev(finite) if len(finite) > 1 else None,
+    )
+
+
+def _rank_key(row: OptimizerComparison, direction: str) -> tuple[bool, float]:
+    score = row.confirmation_mean if row.confirmation_mean is not None else row.best_value
+    if score is None:
+        return (True, 0.0)
+    return (False, -score if direction == "maximize" else score)
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
 
 def to_read(session: Session, job: Job) -> JobRead:

@@ -34,6 +34,8 @@ class Job(Base):
             "status IN ('queued','running','completed','failed','cancelled')", name="status_enum"
         ),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+        # NULL keys never collide, so jobs submitted without the header are unaffected
+        Index("uq_jobs_tenant_idempotency_key", "tenant_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -48,6 +50,12 @@ class Job(Base):
     study_name: Mapped[str] = mapped_column(String(64))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # set when a budget (timeout, target) ends the job early: nothing new starts, running
+    # trials stop at their next epoch, and ``error`` takes this text when the job finishes
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    # ``Idempotency-Key`` of the POST that created the job and the SHA-256 of its body
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = timestamp(nullable=False, default_now=True)
     started_at: Mapped[dt.datetime | None] = timestamp()
     finished_at: Mapped[dt.datetime | None] = timestamp()

@@ -39,9 +39,26 @@ def slot_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
 
 
 def queued_slots(session: Session, job_id: uuid.UUID, limit: int) -> list[TrialSlot]:
+    """Queued slots in order; slots past ``n_trials`` (a compare job's confirmation reruns)
+    only once every slot before them has ended, as they rerun those slots' best result."""
+    n_trials = select(Job.n_trials).where(Job.id == job_id).scalar_subquery()
+    open_statuses = [s for s in SlotStatus if s not in TERMINAL_SLOT_STATUSES]
+    tuning_open = (
+        select(func.count())
+        .where(
+            TrialSlot.job_id == job_id,
+            TrialSlot.slot < n_trials,
+            TrialSlot.status.in_(open_statuses),
+        )
+        .scalar_subquery()
+    )
     stmt = (
         select(TrialSlot)
-        .where(TrialSlot.job_id == job_id, TrialSlot.status == SlotStatus.QUEUED)
+        .where(
+            TrialSlot.job_id == job_id,
+            TrialSlot.status == SlotStatus.QUEUED,
+            (TrialSlot.slot < n_trials) | (tuning_open == 0),
+        )
         .order_by(TrialSlot.slot)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -218,6 +235,50 @@ def completed_runs(session: Session, job_id: uuid.UUID) -> list[TrialRun]:
         TrialRun.value.is_not(None),
     )
     return list(session.scalars(stmt))
+
+
+def best_run(
+    session: Session, job_id: uuid.UUID, *, optimizer: str, maximize: bool, below_slot: int
+) -> TrialRun | None:
+    """The best COMPLETE run of ``optimizer`` among the job's first ``below_slot`` slots."""
+    order = TrialRun.value.desc() if maximize else TrialRun.value.asc()
+    stmt = (
+        select(TrialRun)
+        .where(
+            TrialRun.job_id == job_id,
+            TrialRun.optimizer == optimizer,
+            TrialRun.slot < below_slot,
+            TrialRun.state == TrialState.COMPLETE,
+            TrialRun.value.is_not(None),
+        )
+        .order_by(order, TrialRun.number)
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def all_runs(session: Session, job_id: uuid.UUID) -> list[TrialRun]:
+    stmt = (
+        select(TrialRun).where(TrialRun.job_id == job_id).order_by(TrialRun.slot, TrialRun.attempt)
+    )
+    return list(session.scalars(stmt))
+
+
+def last_points(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, CurvePoint]:
+    """Each run's last curve point (its final metrics), by run id."""
+    if not run_ids:
+        return {}
+    last_epoch = (
+        select(CurvePoint.trial_id, func.max(CurvePoint.epoch).label("epoch"))
+        .where(CurvePoint.trial_id.in_(run_ids))
+        .group_by(CurvePoint.trial_id)
+        .subquery()
+    )
+    stmt = select(CurvePoint).join(
+        last_epoch,
+        (CurvePoint.trial_id == last_epoch.c.trial_id) & (CurvePoint.epoch == last_epoch.c.epoch),
+    )
+    return {p.trial_id: p for p in session.scalars(stmt)}
 
 
 def curve(session: Session, trial_id: uuid.UUID) -> list[CurvePoint]:

@@ -80,6 +80,7 @@ def test_example_body_is_accepted_and_echoed() -> None:
     assert dumped["task"] == BODY["task"] | {
         "model": {"name": "mlp", "params": {"width": 128}},
         "dataset": {"name": "digits", "params": {}},
+        "grad_clip": None,
     }
     assert dumped["sampler"] == {"name": "tpe", "options": {}, "seed": None}
     assert JobCreate.model_validate(dumped) == job
@@ -221,7 +222,7 @@ def test_name_length() -> None:
 
 # -- sampler and pruner ------------------------------------------------------------------------
 def test_unknown_sampler() -> None:
-    error = one_error(body_with(("sampler",), {"name": "cmaes"}))
+    error = one_error(body_with(("sampler",), {"name": "anneal"}))
     assert error["loc"] == ("sampler", "name")
     assert error["type"] == "literal_error"
 
@@ -385,3 +386,173 @@ def test_limits_read_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("OPTSERVE_MAX_TRIALS", bad)
         with pytest.raises(ValueError, match="OPTSERVE_MAX_TRIALS"):
             limits._env_int("OPTSERVE_MAX_TRIALS", 1000)
+
+
+# -- samplers, pruners, budgets, lookahead and grids (issue 4) -----------------------------
+@pytest.mark.parametrize(
+    ("pruner", "loc", "type_"),
+    [
+        ({"name": "percentile"}, ("pruner", "options", "percentile"), "missing"),
+        (
+            {"name": "percentile", "options": {"percentile": 120}},
+            ("pruner", "options", "percentile"),
+            "invalid_option",
+        ),
+        ({"name": "threshold"}, ("pruner", "options"), "missing_threshold"),
+        (
+            {"name": "threshold", "options": {"lower": 0.9, "upper": 0.1}},
+            ("pruner", "options", "upper"),
+            "range_order",
+        ),
+        (
+            {"name": "successive_halving", "options": {"reduction_factor": 1}},
+            ("pruner", "options", "reduction_factor"),
+            "invalid_option",
+        ),
+        (
+            {"name": "hyperband", "options": {"max_resource": "all"}},
+            ("pruner", "options", "max_resource"),
+            "invalid_option",
+        ),
+    ],
+)
+def test_pruner_rules(pruner: dict[str, Any], loc: tuple[str, ...], type_: str) -> None:
+    error = one_error(body_with(("pruner",), pruner))
+    assert (error["loc"], error["type"]) == (loc, type_)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        {"name": "qmc", "options": {"qmc_type": "halton", "scramble": True}},
+        {"name": "cmaes", "options": {"sigma0": 0.5, "n_startup_trials": 2}},
+        {"name": "gp", "options": {"deterministic_objective": True}},
+        {"name": "random"},
+    ],
+)
+def test_samplers_with_options_are_accepted(sampler: dict[str, Any]) -> None:
+    assert (
+        JobCreate.model_validate(body_with(("sampler",), sampler)).sampler.name == sampler["name"]
+    )
+
+
+def test_qmc_type_is_checked() -> None:
+    error = one_error(body_with(("sampler",), {"name": "qmc", "options": {"qmc_type": "lhs"}}))
+    assert error["loc"] == ("sampler", "options", "qmc_type")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "type_"),
+    [
+        ("timeout", 0, "greater_than"),
+        ("timeout", "60", "float_type"),
+        ("trial_timeout", -1.0, "greater_than"),
+        ("target", float("nan"), "finite_number"),
+    ],
+)
+def test_budgets_are_checked(field: str, value: Any, type_: str) -> None:
+    error = one_error(body_with((field,), value))
+    assert (error["loc"], error["type"]) == ((field,), type_)
+
+
+def test_grad_clip_must_be_positive() -> None:
+    error = one_error(body_with(("task", "grad_clip"), 0.0))
+    assert error["loc"] == ("task", "grad_clip")
+    job = JobCreate.model_validate(body_with(("task", "grad_clip"), 1.0))
+    assert job.task.grad_clip == 1.0
+
+
+def test_lookahead_resolves_over_every_optimizer() -> None:
+    job = JobCreate.model_validate(body_with(("lookahead",), {"k": 5}))
+    resolved = job.resolved_space()
+    assert set(resolved.optimizers) == {"lookahead+sgd", "lookahead+adamw"}
+    wrapped = resolved.optimizers["lookahead+sgd"]
+    assert wrapped["lookahead_k"].model_dump() == {"type": "fixed", "value": 5}
+    assert wrapped["lookahead_alpha"].type == "float"  # the wrapper's default prior
+    assert wrapped["lr"] == job.search_space.optimizers["sgd"]["lr"]
+
+
+def test_lookahead_hyperparameters_are_checked_against_the_registry() -> None:
+    error = one_error(body_with(("lookahead",), {"k": 0}))
+    assert error["loc"] == ("lookahead", "k", "fixed", "value")
+    error = one_error(body_with(("lookahead",), {"beta": 0.5}))
+    assert error["loc"] == ("lookahead", "beta")
+
+
+def test_grid_takes_listed_values_and_fixes_the_rest() -> None:
+    space = {"optimizers": {"sgd": {"lr": {"type": "categorical", "choices": [0.1, 0.01]}}}}
+    body = body_with(("search_space",), space) | {"sampler": {"name": "grid"}, "n_trials": 2}
+    body["max_parallel"] = 1
+    resolved = JobCreate.model_validate(body).resolved_space()
+    tuned = resolved.tuned_parameters()
+    assert set(tuned) == {"sgd.lr"}
+    error = one_error(body | {"n_trials": 3})
+    assert error["loc"] == ("n_trials",) and error["type"] == "grid_too_small"
+
+
+def test_grid_refuses_ranges_naming_them() -> None:
+    with pytest.raises(ValidationError) as info:
+        JobCreate.model_validate(body_with(("sampler",), {"name": "grid"}))
+    found = [(e["loc"], e["type"]) for e in info.value.errors()]
+    assert found == [
+        (("search_space", "optimizers", "sgd", "lr", "float"), "grid_range"),
+        (("search_space", "optimizers", "sgd", "momentum", "float"), "grid_range"),
+    ]
+
+
+def test_grid_points_cover_optimizers_and_schedules_without_repeats() -> None:
+    from api_schemas.search_space import grid_points, grid_size
+
+    space = {
+        "optimizers": {
+            "sgd": {"lr": {"type": "categorical", "choices": [0.1, 0.01]}},
+            "adamw": {"lr": {"type": "categorical", "choices": [0.001]}},
+        }
+    }
+    body = body_with(("search_space",), space) | {"sampler": {"name": "grid"}, "n_trials": 6}
+    body["schedule"] = {"constant": {}, "cosine": {}}
+    resolved = JobCreate.model_validate(body).resolved_space()
+    points = list(grid_points(resolved))
+    assert grid_size(resolved) == len(points) == 6
+    assert points[0] == {"optimizer": "adamw", "adamw.lr": 0.001, "schedule": "constant"}
+    assert len({tuple(sorted(p.items())) for p in points}) == 6
+
+
+OBJECTIVES = [
+    {"metric": "val_accuracy", "direction": "maximize"},
+    {"metric": "val_loss", "direction": "minimize"},
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"sampler": {"name": "cmaes"}}, ("sampler", "name")),
+        ({"pruner": {"name": "median"}}, ("pruner", "name")),
+        ({"target": 0.9}, ("target",)),
+        ({"objectives": [OBJECTIVES[0], OBJECTIVES[0]]}, ("objectives", 1, "metric")),
+    ],
+)
+def test_multi_objective_rules(change: dict[str, Any], loc: tuple[Any, ...]) -> None:
+    error = one_error(BODY | {"objectives": OBJECTIVES} | change)
+    assert error["loc"] == loc
+
+
+def test_nsga2_needs_several_objectives() -> None:
+    error = one_error(body_with(("sampler",), {"name": "nsga2"}))
+    assert error["loc"] == ("sampler", "name") and error["type"] == "single_objective"
+    job = JobCreate.model_validate(BODY | {"objectives": OBJECTIVES, "sampler": {"name": "nsga2"}})
+    assert job.objectives is not None and len(job.objectives) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"n_trials": 5}, ("n_trials",)),
+        ({"objectives": OBJECTIVES}, ("objectives",)),
+        ({"mode": "tune", "confirm_seeds": 2}, ("confirm_seeds",)),
+    ],
+)
+def test_compare_rules(change: dict[str, Any], loc: tuple[Any, ...]) -> None:
+    error = one_error(BODY | {"mode": "compare", "confirm_seeds": 1} | change)
+    assert error["loc"] == loc
