@@ -41,3 +41,29 @@ def example_job(**overrides: object) -> dict[str, object]:
     }
     job.update(overrides)
     return job
+
+
+def dataset_file(fmt: str, *, n: int = 300, seed: int = 1) -> tuple[str, bytes, dict[str, str]]:
+    """A small learnable classification set as an upload: (filename, bytes, form fields)."""
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    if fmt == "npz":
+        buf = io.BytesIO()
+        np.savez_compressed(buf, X=X, y=y)
+        return "mine.npz", buf.getvalue(), {}
+    columns = {f"f{i}": X[:, i] for i in range(X.shape[1])} | {"label": y}
+    if fmt == "csv":
+        header = ",".join(columns)
+        rows = [",".join(str(columns[c][i]) for c in columns) for i in range(n)]
+        return "mine.csv", ("\n".join([header, *rows]) + "\n").encode(), {"target": "label"}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf)
+    return "mine.parquet", buf.getvalue(), {"target": "label"}

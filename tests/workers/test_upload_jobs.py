@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 
-import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import example_job, make_key
+from tests.factories import dataset_file, example_job, make_key
 from workers.trial_runner import run_trial
 
 
-def _upload_npz(client: TestClient, auth: dict[str, str]) -> str:
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(300, 6)).astype(np.float32)
-    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, X=X, y=y)
-    files = {"file": ("mine.npz", buf.getvalue(), "application/octet-stream")}
-    response = client.post("/v1/datasets", files=files, headers=auth)
+def _upload(client: TestClient, auth: dict[str, str], fmt: str = "npz") -> str:
+    filename, data, form = dataset_file(fmt)
+    files = {"file": (filename, data, "application/octet-stream")}
+    response = client.post("/v1/datasets", files=files, data=form, headers=auth)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -35,8 +30,11 @@ def _task(dataset: str, **model_params: int) -> dict[str, object]:
     }
 
 
-def test_upload_tune_two_trials_then_delete(client: TestClient, auth: dict[str, str]) -> None:
-    dataset_id = _upload_npz(client, auth)
+@pytest.mark.parametrize("fmt", ["npz", "csv", "parquet"])
+def test_upload_tune_two_trials_then_delete(
+    client: TestClient, auth: dict[str, str], fmt: str
+) -> None:
+    dataset_id = _upload(client, auth, fmt)
     listed = {d["name"] for d in client.get("/v1/datasets", headers=auth).json()}
     assert dataset_id in listed
     body = example_job(task=_task(dataset_id), n_trials=2, max_parallel=1)
@@ -55,7 +53,7 @@ def test_upload_tune_two_trials_then_delete(client: TestClient, auth: dict[str, 
 
 
 def test_another_tenants_upload_cannot_be_tuned(client: TestClient, auth: dict[str, str]) -> None:
-    dataset_id = _upload_npz(client, auth)
+    dataset_id = _upload(client, auth)
     other = {"Authorization": f"Bearer {make_key('tenant-b')}"}
     response = client.post("/v1/jobs", json=example_job(task=_task(dataset_id)), headers=other)
     assert response.status_code == 422
