@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative
+
 __all__ = ["AdEMAMix"]
 
 
@@ -77,11 +79,7 @@ class AdEMAMix(Optimizer):
         foreach: bool | None = None,
     ) -> None:
         _check_nonnegative("learning rate", lr)
-        if len(betas) != 3:
-            raise ValueError(f"Invalid betas: {betas!r} (expected 3 values)")
-        for index, beta in enumerate(betas):
-            if not (_is_number(beta) and 0.0 <= beta < 1.0):
-                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        _check_betas(betas, 3)
         _check_nonnegative("alpha value", alpha)
         _check_warmup("alpha_warmup", alpha_warmup)
         _check_warmup("beta3_warmup", beta3_warmup)
@@ -188,29 +186,11 @@ class AdEMAMix(Optimizer):
         return loss
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_nonnegative(what: str, value: float) -> None:
-    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {what}: {value}")
-
-
 def _check_warmup(name: str, value: int | None) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"Invalid {name} value: {value} (must be an integer >= 1 or None)")
-
-
-def _advance(state_steps: list[Tensor]) -> list[int]:
-    """Increment every parameter's step counter and return the new counts."""
-    steps = []
-    for step_t in state_steps:
-        step_t += 1
-        steps.append(int(step_t.item()))
-    return steps
 
 
 def _alpha_at(step: int, alpha: float, warmup: int | None) -> float:
@@ -341,13 +321,3 @@ def _multi_tensor_ademamix(
         if weight_decay != 0.0:
             torch._foreach_mul_(p, 1.0 - lr * weight_decay)
         torch._foreach_addcdiv_(p, numerator, denom, value=-lr)
-
-
-def _buckets(
-    params: list[Tensor], steps: list[int]
-) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype, step)."""
-    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
-    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
-        out.setdefault((param.device, param.dtype, step), []).append(i)
-    return out

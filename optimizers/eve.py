@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from optimizers._common import _advance, _buckets, _check_nonnegative, _is_number
+
 __all__ = ["EVE"]
 
 
@@ -201,24 +203,6 @@ def _effective_lr2(group: dict[str, Any]) -> float:
     return float(group["lr2"] * (group["lr"] / lr_ref))
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_nonnegative(what: str, value: float) -> None:
-    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {what}: {value}")
-
-
-def _advance(state_steps: list[Tensor]) -> list[int]:
-    """Increment every parameter's step counter and return the new counts."""
-    steps = []
-    for step_t in state_steps:
-        step_t += 1
-        steps.append(int(step_t.item()))
-    return steps
-
-
 def _step_sizes(
     step: int, lr: float, lr2: float, beta1: float, beta2: float, alpha: float
 ) -> tuple[float, float]:
@@ -355,13 +339,3 @@ def _foreach_inverse_root(tensors: list[Tensor], eps: float) -> list[Tensor]:
     torch._foreach_add_(out, eps)
     torch._foreach_reciprocal_(out)
     return list(out)
-
-
-def _buckets(
-    params: list[Tensor], steps: list[int]
-) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype, step)."""
-    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
-    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
-        out.setdefault((param.device, param.dtype, step), []).append(i)
-    return out

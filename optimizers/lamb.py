@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative
+
 __all__ = ["LAMB"]
 
 
@@ -167,28 +169,6 @@ class LAMB(Optimizer):
         return loss
 
 
-def _check_nonnegative(what: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {what}: {value}")
-
-
-def _check_betas(betas: tuple[float, float]) -> None:
-    if len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
-    for index, beta in enumerate(betas):
-        if not (isinstance(beta, int | float) and 0.0 <= beta < 1.0):
-            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
-
-
-def _advance(state_steps: list[Tensor]) -> list[int]:
-    """Increment every parameter's step counter and return the new counts."""
-    steps = []
-    for step_t in state_steps:
-        step_t += 1
-        steps.append(int(step_t.item()))
-    return steps
-
-
 def _norm_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulate norms in at least float32: a bf16 sum of squares loses the ratio."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
@@ -309,13 +289,3 @@ def _multi_tensor_lamb(
             ratios = _trust_ratio(weight_norms, update_norms, max_weight_norm)
             torch._foreach_mul_(u_adapt, list(ratios.unbind()))
         torch._foreach_add_(p, updates, alpha=-lr)
-
-
-def _buckets(
-    params: list[Tensor], steps: list[int]
-) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype, step)."""
-    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
-    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
-        out.setdefault((param.device, param.dtype, step), []).append(i)
-    return out

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative
+
 __all__ = ["RAdam"]
 
 
@@ -159,28 +161,6 @@ class RAdam(Optimizer):
         return loss
 
 
-def _check_nonnegative(what: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {what}: {value}")
-
-
-def _check_betas(betas: tuple[float, float]) -> None:
-    if len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
-    for index, beta in enumerate(betas):
-        if not (isinstance(beta, int | float) and 0.0 <= beta < 1.0):
-            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
-
-
-def _advance(state_steps: list[Tensor]) -> list[int]:
-    """Increment every parameter's step counter and return the new counts."""
-    steps = []
-    for step_t in state_steps:
-        step_t += 1
-        steps.append(int(step_t.item()))
-    return steps
-
-
 def _rectification(step: int, beta2: float) -> float | None:
     """``r_t`` when the variance of the adaptive LR is tractable (``rho_t > 5``), else None."""
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -280,13 +260,3 @@ def _multi_tensor_radam(
         torch._foreach_add_(denom, eps)
         step_size = lr * rect * math.sqrt(1.0 - beta2**step) / bias_correction1
         torch._foreach_addcdiv_(p, m, denom, value=-step_size)
-
-
-def _buckets(
-    params: list[Tensor], steps: list[int]
-) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype, step)."""
-    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
-    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
-        out.setdefault((param.device, param.dtype, step), []).append(i)
-    return out

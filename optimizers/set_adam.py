@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, overload
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
+
+from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative, _is_number
 
 __all__ = ["SETAdam"]
 
@@ -86,11 +87,7 @@ class SETAdam(Optimizer):
         foreach: bool | None = None,
     ) -> None:
         _check_nonnegative("learning rate", lr)
-        if len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
-        for index, beta in enumerate(betas):
-            if not (_is_number(beta) and 0.0 <= beta < 1.0):
-                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        _check_betas(betas)
         _check_nonnegative("epsilon value", eps)
         if not (_is_number(tau) and 0.0 <= tau <= 1.0):
             raise ValueError(f"Invalid tau value: {tau} (must be in [0, 1])")
@@ -186,24 +183,6 @@ class SETAdam(Optimizer):
                 decoupled_weight_decay=group["decoupled_weight_decay"],
             )
         return loss
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_nonnegative(what: str, value: float) -> None:
-    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {what}: {value}")
-
-
-def _advance(state_steps: list[Tensor]) -> list[int]:
-    """Increment every parameter's step counter and return the new counts."""
-    steps = []
-    for step_t in state_steps:
-        step_t += 1
-        steps.append(int(step_t.item()))
-    return steps
 
 
 def _cos2(n1: Tensor, n2: Tensor, numel: Tensor | int) -> Tensor:
@@ -320,13 +299,3 @@ def _multi_tensor_set_adam(
         torch._foreach_add_(w, list(neg_min), alpha=tau)
         directions = [_safe_div(num, den) for num, den in zip(m, w, strict=True)]
         torch._foreach_add_(p, directions, alpha=-lr / (1.0 - beta1**step))
-
-
-def _buckets(
-    params: list[Tensor], steps: list[int]
-) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype, step)."""
-    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
-    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
-        out.setdefault((param.device, param.dtype, step), []).append(i)
-    return out

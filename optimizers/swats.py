@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from optimizers._common import _check_betas, _check_nonnegative
+
 __all__ = ["SWATS"]
 
 _SWITCH_TESTS = ("absolute", "relative")
@@ -91,11 +93,7 @@ class SWATS(Optimizer):
         gamma_scope: str = "layer",
     ) -> None:
         _check_nonnegative("learning rate", lr)
-        if len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas!r} (expected 2 values)")
-        for index, beta in enumerate(betas):
-            if not (isinstance(beta, int | float) and 0.0 <= beta < 1.0):
-                raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+        _check_betas(betas)
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
         if not (
@@ -202,11 +200,6 @@ class SWATS(Optimizer):
             if record["switch_step"] is not None:
                 state.pop("exp_avg", None)
                 state.pop("exp_avg_sq", None)
-
-
-def _check_nonnegative(what: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {what}: {value}")
 
 
 def _new_record(global_scope: bool = False) -> dict[str, Any]:

@@ -211,7 +211,7 @@ def test_state_dict_round_trip_continues_bit_identically(foreach: bool) -> None:
     clones = [p.detach().clone() for p in params]
     reloaded = AdEMAMix(clones, **{**cfg, "lr": 0.5, "alpha": 1.0})  # overwritten by the load
     buffer.seek(0)
-    reloaded.load_state_dict(torch.load(buffer))
+    reloaded.load_state_dict(torch.load(buffer, weights_only=True))
     before = copy.deepcopy(reloaded.state_dict())
     assert before["param_groups"][0]["lr"] == cfg["lr"]
     run(opt, params, range(30, 60))

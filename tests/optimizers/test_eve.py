@@ -258,7 +258,7 @@ def test_state_dict_round_trip_continues_bit_identically(foreach: bool) -> None:
     clones = [p.detach().clone() for p in params]
     reloaded = EVE(clones, **{**cfg, "lr": 0.5, "lr2": 0.1})  # overwritten by the load
     buffer.seek(0)
-    reloaded.load_state_dict(torch.load(buffer))
+    reloaded.load_state_dict(torch.load(buffer, weights_only=True))
     assert reloaded.param_groups[0]["lr_ref"] == cfg["lr"]
     run(opt, params, range(25, 60))
     run(reloaded, clones, range(25, 60))

@@ -191,7 +191,7 @@ def test_state_dict_round_trip_is_bit_identical(foreach: bool) -> None:
     buffer.seek(0)
     resumed_params = [p.clone() for p in params]
     resumed = LAMB(resumed_params, foreach=foreach)
-    resumed.load_state_dict(torch.load(buffer))
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
     for t in range(11, 31):
         step(opt, params, t)
         step(resumed, resumed_params, t)

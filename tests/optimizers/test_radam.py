@@ -161,7 +161,7 @@ def _save_load(opt: torch.optim.Optimizer) -> dict[str, Any]:
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
     buffer.seek(0)
-    return torch.load(buffer)  # type: ignore[no-any-return]
+    return torch.load(buffer, weights_only=True)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("foreach", [False, True])

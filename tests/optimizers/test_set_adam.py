@@ -238,7 +238,7 @@ def test_state_dict_round_trip_continues_bit_identically(foreach: bool) -> None:
     clones = [p.detach().clone() for p in params]
     reloaded = SETAdam(clones, **{**cfg, "eps_mode": "root", "tau": 0.1})  # overwritten
     buffer.seek(0)
-    reloaded.load_state_dict(torch.load(buffer))
+    reloaded.load_state_dict(torch.load(buffer, weights_only=True))
     assert reloaded.param_groups[0]["eps_mode"] == "accumulate"
     run(opt, params, range(30, 60))
     run(reloaded, clones, range(30, 60))

@@ -177,7 +177,7 @@ def test_state_dict_round_trip_is_bit_identical(scope: str) -> None:
     buffer.seek(0)
     resumed_params = [p.clone() for p in params]
     resumed = SWATS(resumed_params, gamma_scope=scope)
-    resumed.load_state_dict(torch.load(buffer))
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
     for _ in range(STEPS - 30):
         for ps, o in ((params, opt), (resumed_params, resumed)):
             for p, prob in zip(ps, problem, strict=True):

@@ -1,0 +1,56 @@
+"""Bookkeeping every optimizer module shares: argument checks, step counters, buckets.
+
+The math of each update stays in its own module (one paper, one file); what is here
+is the torch.optim plumbing that would otherwise be copied into each of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def _is_number(value: object) -> bool:
+    """A real number; ``True`` is an int to Python but never a learning rate."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_nonnegative(what: str, value: float) -> None:
+    """torch's message shape: ``Invalid learning rate: -1``."""
+    if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _check_betas(betas: Sequence[float], count: int = 2) -> None:
+    """Each EMA coefficient in [0, 1), named by index as torch names it."""
+    if len(betas) != count:
+        raise ValueError(f"Invalid betas: {betas!r} (expected {count} values)")
+    for index, beta in enumerate(betas):
+        if not (_is_number(beta) and 0.0 <= beta < 1.0):
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+
+
+def _advance(state_steps: list[Tensor]) -> list[int]:
+    """Increment every parameter's step counter and return the new counts."""
+    steps = []
+    for step_t in state_steps:
+        step_t += 1
+        steps.append(int(step_t.item()))
+    return steps
+
+
+def _buckets(
+    params: list[Tensor], steps: list[int]
+) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype, step).
+
+    A foreach kernel takes one list per device and dtype, and the bias corrections
+    are scalars per step count, so one bucket is one set of kernel launches.
+    """
+    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
+    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
+        out.setdefault((param.device, param.dtype, step), []).append(i)
+    return out
