@@ -26,34 +26,11 @@ from api_schemas import (
 )
 from api_schemas.search_space import param_from_space
 from optimizers.registry import OPTIMIZERS, SCHEDULES, get_spec, list_specs
+from tests.factories import example_job
 
 SS = ("search_space", "optimizers")
 
-BODY: dict[str, Any] = {
-    "name": "digits-mlp",
-    "task": {
-        "model": {"name": "mlp", "params": {"width": 128}},
-        "dataset": {"name": "digits"},
-        "epochs": 3,
-        "batch_size": 64,
-        "metric": "val_accuracy",
-        "direction": "maximize",
-        "seed": 0,
-    },
-    "search_space": {
-        "optimizers": {
-            "sgd": {
-                "lr": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
-                "momentum": {"type": "float", "low": 0.0, "high": 0.99},
-            },
-            "adamw": {},
-        }
-    },
-    "n_trials": 6,
-    "max_parallel": 2,
-    "sampler": {"name": "tpe"},
-    "pruner": {"name": "none"},
-}
+BODY: dict[str, Any] = example_job()  # the example body
 
 
 def job_with(optimizers: Any) -> dict[str, Any]:
