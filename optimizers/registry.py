@@ -1,9 +1,12 @@
 """The registry of optimizer and schedule specs: one literal entry per optimizer.
 
 Torch-free on purpose: ``api_schemas`` and ``GET /v1/optimizers`` are generated from
-these entries, and the API process must stay light. The classes named by
-``cls_path`` enforce the same domains in their ``__init__``; the conformance suite
-checks that the two never disagree.
+these entries, and the API process must stay light. ``build()`` enforces every domain;
+our own classes enforce the same domains in their ``__init__`` (the conformance suite
+checks it), while torch's built-ins accept a few values the spec refuses (SGD with
+momentum 1.0, RMSprop with alpha 1.0), so build them through ``build()``. Cross-field
+rules that a scalar domain cannot say (SGD's ``nesterov`` needs momentum > 0 and no
+dampening) are left to the class, whose error then names the rule.
 
 Adding an optimizer is one new module with the class and one entry in ``_OPTIMIZERS``.
 Wrappers compose by name: ``"lookahead+radam"`` is Lookahead over RAdam, with the
@@ -41,6 +44,7 @@ def _beta(default: float, low: float | None = None, high: float | None = None) -
 
 
 def _eps(default: float) -> HParam:
+    # >= 0 as in torch; eps = 0 with a zero gradient gives 0/0, a diverged (pruned) trial
     return HParam(default, Domain.nonnegative(), None, "term added for numerical stability")
 
 
