@@ -39,6 +39,8 @@ from api_schemas.common import (
 )
 from api_schemas.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL, MAX_TRIALS
 from api_schemas.search_space import (
+    DEFAULT_SWEEP_LRS,
+    SWEEP_HP,
     FloatParam,
     IntParam,
     LookaheadSpace,
@@ -46,6 +48,8 @@ from api_schemas.search_space import (
     ScheduleSpace,
     SearchSpace,
     grid_size,
+    lookup_optimizer,
+    sweep_space,
 )
 from api_schemas.trials import (
     CurvePoint,
@@ -301,6 +305,54 @@ Seconds: TypeAlias = Annotated[FiniteFloat, Field(gt=0, le=30 * 24 * 3600)]
 """A wall-clock budget in seconds (at most 30 days)."""
 
 
+MAX_SWEEP_LRS = 32
+MAX_SWEEP_SEEDS = 10
+PositiveLR: TypeAlias = Annotated[FiniteFloat, Field(gt=0)]
+
+
+class SweepSpec(Schema):
+    """``mode: sweep``: every optimizer of the search space at each of ``lrs``, ``seeds`` times.
+
+    ``lrs`` defaults to seven log-spaced values from ``1e-4`` to ``1e-1``. Seed index
+    ``j`` trains with the task's ``seed + j`` (index 0 is the task's own seed).
+    """
+
+    lrs: Annotated[list[PositiveLR], Field(min_length=1, max_length=MAX_SWEEP_LRS)] = Field(
+        default_factory=lambda: list(DEFAULT_SWEEP_LRS)
+    )
+    seeds: Annotated[int, Field(strict=True, ge=1, le=MAX_SWEEP_SEEDS)] = 1
+
+    @field_validator("lrs")
+    @classmethod
+    def _unique(cls, lrs: list[float]) -> list[float]:
+        errors = [
+            field_error((i,), "duplicate_lr", f"learning rate {lr!r} repeated", lr)
+            for i, lr in enumerate(lrs)
+            if lr in lrs[:i]
+        ]
+        raise_errors("SweepSpec", errors)
+        return lrs
+
+
+def _sweep_size(data: Any) -> int | None:
+    """The slots of a ``mode: sweep`` body, counted before validation (None: not a sweep).
+
+    Counted leniently (a malformed count reads as 1): that field's own error is then the
+    one reported, rather than it plus a missing ``n_trials``.
+    """
+    if not isinstance(data, dict) or data.get("mode") != "sweep":
+        return None
+    space = data.get("search_space")
+    optimizers = space.get("optimizers") if isinstance(space, dict) else None
+    sweep = data.get("sweep")
+    sweep = sweep if isinstance(sweep, dict) else {}
+    lrs, seeds = sweep.get("lrs", DEFAULT_SWEEP_LRS), sweep.get("seeds", 1)
+    n_opt = len(optimizers) if isinstance(optimizers, dict | list) else 1
+    n_lrs = len(lrs) if isinstance(lrs, list | tuple) else 1
+    n_seeds = seeds if isinstance(seeds, int) and not isinstance(seeds, bool) else 1
+    return max(n_opt, 1) * max(n_lrs, 1) * max(n_seeds, 1)
+
+
 class JobCreate(Schema):
     """``POST /v1/jobs``: tune ``n_trials`` trials of ``task`` over ``search_space``.
 
@@ -334,6 +386,16 @@ class JobCreate(Schema):
     more trials per optimizer rerun its best configuration with other task seeds
     (``seed + 1``, ``seed + 2``...), so that a ranking is not one lucky seed.
     ``GET /v1/jobs/{id}/comparison`` reads the result.
+
+    ``mode: sweep`` is a learning-rate sensitivity report (see ``SweepSpec``): slot ``i``
+    trains one (optimizer, lr, seed) point, optimizers by name, then ``sweep.lrs`` in
+    the order given, then seeds, with every other hyperparameter fixed at the
+    optimizer's default: the search space only names the optimizers, its spaces are
+    ignored, and so is ``sampler``. ``n_trials`` may be omitted (it is then the number
+    of points, optimizers x lrs x seeds); if given it must equal it. A sweep runs every
+    point to its last epoch, so ``pruner``, ``target``, ``objectives``, ``schedule`` and
+    ``lookahead`` are refused (``confirm_seeds`` is for ``compare``; a sweep has
+    ``seeds``). ``GET /v1/jobs/{id}/sensitivity`` reads the result.
     """
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
@@ -350,8 +412,18 @@ class JobCreate(Schema):
     trial_timeout: Seconds | None = None
     target: FiniteFloat | None = None
     objectives: Annotated[list[Objective], Field(min_length=2, max_length=4)] | None = None
-    mode: Literal["tune", "compare"] = "tune"
+    mode: Literal["tune", "compare", "sweep"] = "tune"
     confirm_seeds: Annotated[int, Field(strict=True, ge=0, le=MAX_CONFIRM_SEEDS)] = 0
+    sweep: SweepSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweep_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "n_trials" not in data:
+            size = _sweep_size(data)
+            if size is not None:
+                return {**data, "n_trials": size}
+        return data
 
     @field_validator("max_parallel")
     @classmethod
@@ -369,8 +441,11 @@ class JobCreate(Schema):
     def _cross_checks(self, info: ValidationInfo) -> Self:
         if is_stored(info.context):
             return self
+        if self.mode == "sweep" and self.sweep is None:
+            self.sweep = SweepSpec()  # stored explicitly: the default grid may change
         errors = _lookahead_errors(self) + _objective_errors(self) + _compare_errors(self)
-        if self.sampler.name == "grid" and not errors:
+        errors += _sweep_errors(self)
+        if self.sampler.name == "grid" and self.mode != "sweep" and not errors:
             errors = _grid_errors(self)
         raise_errors("JobCreate", errors)
         return self
@@ -381,6 +456,9 @@ class JobCreate(Schema):
         The grid sampler varies only what the job lists: there, unmentioned
         hyperparameters are fixed at their defaults instead of taking default priors.
         """
+        if self.mode == "sweep":
+            lrs = (self.sweep or SweepSpec()).lrs
+            return sweep_space(self.search_space.optimizers, lrs)
         priors = self.sampler.name != "grid"
         resolved = self.search_space.resolve(priors)
         if self.lookahead is not None:
@@ -427,8 +505,45 @@ def _objective_errors(job: JobCreate) -> list[InitErrorDetails]:
     return errors
 
 
+def _sweep_errors(job: JobCreate) -> list[InitErrorDetails]:
+    if job.mode != "sweep":
+        if job.sweep is not None:
+            msg = "sweep needs mode 'sweep'"
+            return [field_error(("sweep",), "sweep_only", msg, None)]
+        return []
+    sweep = job.sweep or SweepSpec()
+    errors = [
+        field_error(
+            ("search_space", "optimizers", name),
+            "no_learning_rate",
+            f"optimizer {name!r} has no {SWEEP_HP!r} to sweep",
+            name,
+        )
+        for name in job.search_space.optimizers
+        if SWEEP_HP not in lookup_optimizer(name).hparams
+    ]
+    size = len(job.search_space.optimizers) * len(sweep.lrs) * sweep.seeds
+    if job.n_trials != size:
+        msg = (
+            f"n_trials ({job.n_trials}) must equal the sweep's {size} points "
+            "(optimizers x lrs x seeds), or be omitted"
+        )
+        errors.append(field_error(("n_trials",), "sweep_budget", msg, job.n_trials))
+    for field, bad in (
+        ("pruner", job.pruner.name != "none"),
+        ("target", job.target is not None),
+        ("objectives", job.objectives is not None),
+        ("schedule", job.schedule is not None),
+        ("lookahead", job.lookahead is not None),
+    ):
+        if bad:
+            msg = f"mode 'sweep' does not combine with this {field}"
+            errors.append(field_error((field,), "sweep_conflict", msg, None))
+    return errors
+
+
 def _compare_errors(job: JobCreate) -> list[InitErrorDetails]:
-    if job.mode == "tune":
+    if job.mode != "compare":
         if job.confirm_seeds:
             msg = "confirm_seeds needs mode 'compare'"
             return [field_error(("confirm_seeds",), "compare_only", msg, job.confirm_seeds)]
@@ -549,10 +664,35 @@ class ParetoRead(Schema):
     trials: list[ParetoTrial]
 
 
+class ExpectedBest(Schema):
+    """The expected best value after ``k`` tuning trials, and a 90% interval around it.
+
+    Computed from the optimizer's COMPLETE tuning trials as the best of ``k`` of them
+    drawn with replacement (bootstrap, computed exactly: see ``service.jobs.comparison``).
+    Null when the optimizer has no completed trial with a finite value.
+    """
+
+    k: int
+    mean: float | None
+    low: float | None
+    high: float | None
+
+
+class TimeToTarget(Schema):
+    """Tuning trials (in trial order) and their summed training wall time (seconds) until
+    one completed at least as well as ``target``; null when none did or without a target."""
+
+    target: float | None
+    trials: int | None
+    seconds: float | None
+
+
 class OptimizerComparison(Schema):
     """One optimizer of a ``compare`` job: its tuning trials and its confirmation reruns.
 
-    Values follow the N2 rule (null when not finite).
+    Values follow the N2 rule (null when not finite). ``expected_best`` has one entry
+    per ``k = 1 .. budget_per_optimizer``; ``time_to_target`` uses the job's ``target``,
+    or the endpoint's ``?target=`` when the job has none.
     """
 
     optimizer: str
@@ -564,6 +704,10 @@ class OptimizerComparison(Schema):
     confirmations: list[float | None] = Field(default_factory=list)
     confirmation_mean: float | None = None
     confirmation_std: float | None = None
+    expected_best: list[ExpectedBest] = Field(default_factory=list)
+    time_to_target: TimeToTarget = Field(
+        default_factory=lambda: TimeToTarget(target=None, trials=None, seconds=None)
+    )
 
 
 class ComparisonRead(Schema):
@@ -580,6 +724,33 @@ class ComparisonRead(Schema):
     optimizers: list[OptimizerComparison]
 
 
+class SensitivityPoint(Schema):
+    """One learning rate of one optimizer: the final metric of each seed, and their mean.
+
+    ``values`` has one entry per seed index, null while that run has not completed (or
+    failed, or its value is not finite); ``mean`` is over the finite ones.
+    """
+
+    lr: float
+    values: list[float | None]
+    mean: float | None
+
+
+class OptimizerSensitivity(Schema):
+    optimizer: str
+    points: list[SensitivityPoint]
+
+
+class SensitivityRead(Schema):
+    """``GET /v1/jobs/{id}/sensitivity``: final metric against learning rate, per optimizer
+    (optimizers by name, learning rates ascending)."""
+
+    metric: str
+    direction: Literal["minimize", "maximize"]
+    seeds: int
+    optimizers: list[OptimizerSensitivity]
+
+
 JobList = Page[JobRead]
 JobCancelRead = JobRead
 
@@ -591,6 +762,7 @@ __all__ = [
     "CurvePoint",
     "CurveRead",
     "DatasetRef",
+    "ExpectedBest",
     "JobCancelRead",
     "JobCreate",
     "JobList",
@@ -600,13 +772,18 @@ __all__ = [
     "ModelRef",
     "Objective",
     "OptimizerComparison",
+    "OptimizerSensitivity",
     "ParetoRead",
     "ParetoTrial",
     "PrunerName",
     "PrunerSpec",
     "SamplerName",
     "SamplerSpec",
+    "SensitivityPoint",
+    "SensitivityRead",
+    "SweepSpec",
     "TaskSpec",
+    "TimeToTarget",
     "TrialList",
     "TrialRead",
     "TrialState",

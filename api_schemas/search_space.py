@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
@@ -569,10 +569,46 @@ def grid_size(resolved: ResolvedSpace) -> int:
     )
 
 
+# -- learning-rate sweeps (``mode: sweep``) -------------------------------------------------
+SWEEP_HP = "lr"
+"""The hyperparameter a sweep varies."""
+DEFAULT_SWEEP_LRS: tuple[float, ...] = tuple(float(f"{10 ** (-4 + i / 2):.6g}") for i in range(7))
+"""Seven log-spaced learning rates, ``1e-4 .. 1e-1`` (half a decade apart)."""
+
+
+def sweep_space(optimizers: Iterable[str], lrs: list[float]) -> ResolvedSpace:
+    """A sweep's space: ``lr`` over ``lrs`` for each optimizer, the rest at its default.
+
+    Every other hyperparameter is fixed at the spec's default whatever space the job
+    gave it, so that the report shows the metric against the learning rate alone.
+    """
+    lr = CategoricalParam(choices=list(lrs))
+    return ResolvedSpace(
+        optimizers={
+            name: _resolve(get_spec(name).hparams, {SWEEP_HP: lr}, priors=False)
+            for name in optimizers
+        }
+    )
+
+
+def sweep_point(resolved: ResolvedSpace, seeds: int, slot: int) -> tuple[dict[str, Any], int]:
+    """Slot ``slot`` of a sweep: its grid point (optimizer, lr) and its seed index.
+
+    Slots enumerate optimizers (by name), then learning rates (in the order given),
+    then seeds: slot ``i`` runs point ``i // seeds`` with seed index ``i % seeds``.
+    """
+    point = next(itertools.islice(grid_points(resolved), slot // seeds, None), None)
+    if point is None:
+        raise ValueError(f"slot {slot} is past the sweep's {grid_size(resolved) * seeds} slots")
+    return point, slot % seeds
+
+
 __all__ = [
+    "DEFAULT_SWEEP_LRS",
     "LOOKAHEAD",
     "OPTIMIZER_PARAM",
     "SCHEDULE_PARAM",
+    "SWEEP_HP",
     "CategoricalParam",
     "FixedParam",
     "FloatParam",
@@ -588,5 +624,7 @@ __all__ = [
     "lookup_optimizer",
     "param_from_space",
     "schedule_distribution_name",
+    "sweep_point",
+    "sweep_space",
     "valid_optimizer_names",
 ]

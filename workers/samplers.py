@@ -18,7 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from api_schemas import STORED_CONTEXT
-from api_schemas.search_space import ResolvedSpace, grid_points
+from api_schemas.search_space import ResolvedSpace, grid_points, sweep_point
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,21 @@ def compare_role(
     seeds = max(int(spec.get("confirm_seeds") or 1), 1)
     index = slot - n_trials
     return CompareRole(names[(index // seeds) % len(names)], index % seeds)
+
+
+def sweep_role(
+    spec: Mapping[str, Any], resolved_space: Mapping[str, Any], slot: int
+) -> tuple[dict[str, Any], int] | None:
+    """The (optimizer, lr) point and seed index of a ``sweep`` slot (None for other jobs).
+
+    Slot ``i`` runs grid point ``i // seeds`` with seed index ``i % seeds``; a retry of
+    the slot runs the same point with the same seed.
+    """
+    if spec.get("mode") != "sweep":
+        return None
+    resolved = ResolvedSpace.model_validate(resolved_space, context=STORED_CONTEXT)
+    seeds = int((spec.get("sweep") or {}).get("seeds") or 1)
+    return sweep_point(resolved, seeds, slot)
 
 
 def _tpe(ctx: SamplerContext, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:

@@ -53,6 +53,7 @@ from workers.samplers import (
     build_pruner,
     build_sampler,
     compare_role,
+    sweep_role,
     trial_seed,
 )
 from workers.training.loop import Diverged, EpochMetrics, train
@@ -86,9 +87,16 @@ class Claim:
         return compare_role(self.spec, self.resolved_space, self.slot, self.n_trials)
 
     @property
+    def sweep(self) -> tuple[dict[str, Any], int] | None:
+        return sweep_role(self.spec, self.resolved_space, self.slot)
+
+    @property
     def task_seed(self) -> int:
-        """The seed this trial trains with: a confirmation rerun takes seed + 1 + its index."""
+        """The seed this trial trains with: a confirmation rerun takes seed + 1 + its index,
+        a sweep slot seed + its seed index."""
         base = int(self.spec["task"].get("seed", 0))
+        if (sweep := self.sweep) is not None:
+            return base + sweep[1]
         role = self.role
         return base if role is None or role.confirmation is None else base + 1 + role.confirmation
 
@@ -183,6 +191,9 @@ def _sampler_and_pruner(
     )
     sampler = build_sampler(sampler_spec, ctx)
     pruner = build_pruner(spec.get("pruner") or {}, int(spec["task"]["epochs"]))
+    if (sweep := claim.sweep) is not None:
+        # a sweep point: its optimizer and lr, every other hyperparameter fixed
+        return PointSampler(sweep[0], ctx.seed), optuna.pruners.NopPruner(), None
     role = claim.role
     if role is None:
         return sampler, pruner, None

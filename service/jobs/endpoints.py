@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api_schemas import BestRead, CurveRead, JobCreate, JobRead, Page, TrialRead
-from api_schemas.jobs import ComparisonRead, JobUpdate, ParetoRead
+from api_schemas.jobs import ComparisonRead, JobUpdate, ParetoRead, SensitivityRead
 from service.auth import Authenticated
 from service.deps import SessionDep
 from service.errors import NotFound
@@ -126,7 +126,20 @@ def pareto_front(job_id: uuid.UUID, session: SessionDep, subject: Authenticated)
 
 @router.get("/{job_id}/comparison")
 def optimizer_comparison(
-    job_id: uuid.UUID, session: SessionDep, subject: Authenticated
+    job_id: uuid.UUID,
+    session: SessionDep,
+    subject: Authenticated,
+    target: Annotated[float | None, Query(allow_inf_nan=False)] = None,
 ) -> ComparisonRead:
-    """A compare job's optimizers, best first: equal tuning budgets, confirmation reruns."""
-    return job_service.comparison(session, job_service.get(session, subject, job_id))
+    """A compare job's optimizers, best first: equal tuning budgets, confirmation reruns,
+    expected best value per budget, and time to ``target`` (the job's, else this one)."""
+    job = job_service.get(session, subject, job_id)
+    return job_service.comparison(session, job, target)
+
+
+@router.get("/{job_id}/sensitivity")
+def lr_sensitivity(
+    job_id: uuid.UUID, session: SessionDep, subject: Authenticated
+) -> SensitivityRead:
+    """A sweep job's final metric against learning rate, per optimizer (one value per seed)."""
+    return job_service.sensitivity(session, job_service.get(session, subject, job_id))

@@ -28,19 +28,32 @@ from api_schemas import (
 )
 from api_schemas.jobs import (
     ComparisonRead,
+    ExpectedBest,
     JobUpdate,
     Objective,
     OptimizerComparison,
+    OptimizerSensitivity,
     ParetoRead,
     ParetoTrial,
+    SensitivityPoint,
+    SensitivityRead,
+    TimeToTarget,
     encode_float,
 )
-from api_schemas.search_space import ResolvedSpace, grid_size
+from api_schemas.search_space import (
+    OPTIMIZER_PARAM,
+    SWEEP_HP,
+    ResolvedSpace,
+    distribution_name,
+    grid_size,
+    sweep_point,
+)
 from service.auth import AuthSubject
 from service.config import get_settings
 from service.datasets.service import resolve_dataset_for_job
 from service.dispatch import DispatchBuffer
 from service.errors import Conflict, InvalidField, NotFound
+from service.jobs import comparison as stats
 from service.jobs import lifecycle
 from service.jobs import repository as jobs_repo
 from service.models import Job, TrialRun, TrialSlot, TrialState
@@ -224,9 +237,11 @@ def update(session: Session, subject: AuthSubject, job_id: uuid.UUID, patch: Job
     job = trials.lock_job(session, job.id) or job  # serialise with workers and dispatch
     if job.status in TERMINAL_JOB_STATUSES or job.cancel_requested or job.stop_reason:
         raise Conflict(f"job is {job.status} and can no longer change", ("path", "job_id"))
-    if patch.n_trials is not None and job.spec.get("mode") == "compare":
-        # the slots after n_trials are its confirmation reruns: the layout is fixed
-        raise Conflict("n_trials of a compare job cannot change", ("body", "n_trials"))
+    if patch.n_trials is not None and job.spec.get("mode") in ("compare", "sweep"):
+        # compare: the slots after n_trials are its confirmation reruns; sweep: one slot
+        # per point of its grid. Either way the layout is fixed.
+        mode = job.spec["mode"]
+        raise Conflict(f"n_trials of a {mode} job cannot change", ("body", "n_trials"))
     n_trials = job.n_trials if patch.n_trials is None else patch.n_trials
     max_parallel = job.max_parallel if patch.max_parallel is None else patch.max_parallel
     _check_update(job, n_trials, max_parallel)
@@ -320,25 +335,47 @@ def pareto(session: Session, job: Job) -> ParetoRead:
     )
 
 
-def comparison(session: Session, job: Job) -> ComparisonRead:
-    """Each optimizer's tuning trials and confirmation reruns, best first (compare jobs)."""
+def comparison(session: Session, job: Job, target: float | None = None) -> ComparisonRead:
+    """Each optimizer's tuning trials and confirmation reruns, best first (compare jobs).
+
+    ``target`` (the endpoint's ``?target=``) is the value ``time_to_target`` measures
+    against when the job has no ``target`` of its own; a different one is refused.
+    """
     if job.spec.get("mode") != "compare":
         raise Conflict("job is not in mode 'compare'; see /best", ("path", "job_id"))
-    metric, direction = lifecycle.objectives(job.spec)[0]
+    job_target = job.spec.get("target")
+    if job_target is not None and target is not None and target != job_target:
+        msg = f"the job has its own target ({job_target}); omit ?target= or pass the same"
+        raise InvalidField(msg, ("query", "target"))
+    target = job_target if job_target is not None else target
+    metric, spec_direction = lifecycle.objectives(job.spec)[0]
+    direction: stats.Direction = "maximize" if spec_direction == "maximize" else "minimize"
     runs = trials.all_runs(session, job.id)
+    finals = trials.last_points(session, [r.id for r in runs if r.slot < job.n_trials])
+    seconds = {run_id: point.wall_time for run_id, point in finals.items()}
     names = sorted(job.resolved_space["optimizers"])
-    rows = [_optimizer_row(name, runs, job.n_trials, direction) for name in names]
+    budget = job.n_trials // len(names)
+    rows = [
+        _optimizer_row(name, runs, job.n_trials, direction, budget, target, seconds)
+        for name in names
+    ]
     return ComparisonRead(
         metric=metric,
-        direction=direction,  # type: ignore[arg-type]
-        budget_per_optimizer=job.n_trials // len(names),
+        direction=direction,
+        budget_per_optimizer=budget,
         confirm_seeds=int(job.spec.get("confirm_seeds") or 0),
         optimizers=sorted(rows, key=lambda row: _rank_key(row, direction)),
     )
 
 
 def _optimizer_row(
-    name: str, runs: list[TrialRun], n_trials: int, direction: str
+    name: str,
+    runs: list[TrialRun],
+    n_trials: int,
+    direction: stats.Direction,
+    budget: int,
+    target: float | None,
+    seconds: dict[uuid.UUID, float],
 ) -> OptimizerComparison:
     tuning = [r for r in runs if r.optimizer == name and r.slot < n_trials]
     complete = [r for r in tuning if r.state == TrialState.COMPLETE and r.value is not None]
@@ -350,6 +387,15 @@ def _optimizer_row(
         if r.optimizer == name and r.slot >= n_trials and r.state == TrialState.COMPLETE
     ]
     finite = [v for v in confirmed if v is not None and math.isfinite(v)]
+    ended = sorted((r for r in tuning if r.state != TrialState.RUNNING), key=lambda r: r.number)
+    timeline = [
+        stats.TrialTime(r.value, r.state == TrialState.COMPLETE, seconds.get(r.id, 0.0))
+        for r in ended
+    ]
+    reached = stats.time_to_target(timeline, target, direction)
+    curve = stats.expected_best(
+        [r.value for r in complete if r.value is not None], budget, direction
+    )
     return OptimizerComparison(
         optimizer=name,
         finished=sum(r.state in (TrialState.COMPLETE, TrialState.PRUNED) for r in tuning),
@@ -360,7 +406,53 @@ def _optimizer_row(
         confirmations=[encode_float(v)[0] for v in confirmed],
         confirmation_mean=statistics.fmean(finite) if finite else None,
         confirmation_std=statistics.stdev(finite) if len(finite) > 1 else None,
+        expected_best=[ExpectedBest(k=e.k, mean=e.mean, low=e.low, high=e.high) for e in curve],
+        time_to_target=TimeToTarget(
+            target=reached.target, trials=reached.trials, seconds=reached.seconds
+        ),
     )
+
+
+def sensitivity(session: Session, job: Job) -> SensitivityRead:
+    """A sweep's final metric against learning rate, per optimizer and seed."""
+    if job.spec.get("mode") != "sweep":
+        raise Conflict("job is not in mode 'sweep'", ("path", "job_id"))
+    metric, spec_direction = lifecycle.objectives(job.spec)[0]
+    direction: stats.Direction = "maximize" if spec_direction == "maximize" else "minimize"
+    seeds = int((job.spec.get("sweep") or {}).get("seeds") or 1)
+    resolved = ResolvedSpace.model_validate(job.resolved_space, context=STORED_CONTEXT)
+    # a slot's value: its completed run (a retried slot has one, its last attempt)
+    values = {
+        r.slot: r.value
+        for r in trials.all_runs(session, job.id)
+        if r.state == TrialState.COMPLETE and r.value is not None and math.isfinite(r.value)
+    }
+    cells: dict[str, dict[float, list[float | None]]] = {}
+    for slot in range(job.n_trials):
+        point, seed = sweep_point(resolved, seeds, slot)
+        name = point[OPTIMIZER_PARAM]
+        lr = float(point[distribution_name(name, SWEEP_HP, resolved.optimizers[name][SWEEP_HP])])
+        cells.setdefault(name, {}).setdefault(lr, [None] * seeds)[seed] = values.get(slot)
+    return SensitivityRead(
+        metric=metric,
+        direction=direction,
+        seeds=seeds,
+        optimizers=[
+            OptimizerSensitivity(
+                optimizer=name,
+                points=[
+                    SensitivityPoint(lr=lr, values=per_seed, mean=_finite_mean(per_seed))
+                    for lr, per_seed in sorted(by_lr.items())
+                ],
+            )
+            for name, by_lr in sorted(cells.items())
+        ],
+    )
+
+
+def _finite_mean(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None]
+    return statistics.fmean(finite) if finite else None
 
 
 def _rank_key(row: OptimizerComparison, direction: str) -> tuple[bool, float]:

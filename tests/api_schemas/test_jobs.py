@@ -27,6 +27,7 @@ from api_schemas import (
     encode_float,
     limits,
 )
+from api_schemas.jobs import OptimizerComparison
 from api_schemas.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL, MAX_TRIALS
 
 BODY: dict[str, Any] = {
@@ -556,3 +557,76 @@ def test_nsga2_needs_several_objectives() -> None:
 def test_compare_rules(change: dict[str, Any], loc: tuple[Any, ...]) -> None:
     error = one_error(BODY | {"mode": "compare", "confirm_seeds": 1} | change)
     assert error["loc"] == loc
+
+
+def test_comparison_row_carries_expected_best_and_time_to_target() -> None:
+    bare = OptimizerComparison(optimizer="sgd", finished=0, failed=0)
+    dumped = bare.model_dump(mode="json")
+    assert dumped["expected_best"] == []
+    assert dumped["time_to_target"] == {"target": None, "trials": None, "seconds": None}
+    row = OptimizerComparison.model_validate(
+        {
+            "optimizer": "adamw",
+            "finished": 2,
+            "failed": 0,
+            "expected_best": [
+                {"k": 1, "mean": 0.5, "low": 0.4, "high": 0.6},
+                {"k": 2, "mean": None, "low": None, "high": None},
+            ],
+            "time_to_target": {"target": 0.9, "trials": 2, "seconds": 1.5},
+        }
+    )
+    assert row.expected_best[0].mean == 0.5 and row.time_to_target.trials == 2
+    with pytest.raises(ValidationError):  # the rows are closed, like every schema
+        OptimizerComparison.model_validate(
+            {"optimizer": "adamw", "finished": 0, "failed": 0, "expected_best": [{"k": 1}]}
+        )
+
+
+SWEEP = BODY | {"mode": "sweep", "sweep": {"lrs": [1e-3, 1e-2], "seeds": 2}, "n_trials": 8}
+
+
+def test_sweep_derives_n_trials_and_stores_the_default_grid() -> None:
+    body = {k: v for k, v in SWEEP.items() if k not in ("n_trials", "sweep")}
+    job = JobCreate.model_validate(body)
+    assert job.sweep is not None and len(job.sweep.lrs) == 7 and job.sweep.seeds == 1
+    assert job.sweep.lrs[0] == 1e-4 and job.sweep.lrs[-1] == 1e-1
+    assert job.n_trials == 2 * 7  # sgd, adamw
+    assert JobCreate.model_validate({**body, "n_trials": 14}).n_trials == 14
+    explicit = JobCreate.model_validate({k: v for k, v in SWEEP.items() if k != "n_trials"})
+    assert explicit.n_trials == 8
+    # stored specs round-trip, the grid explicit
+    again = JobCreate.model_validate(job.model_dump(mode="json"))
+    assert again.sweep == job.sweep and again.n_trials == 14
+
+
+def test_sweep_space_varies_lr_only() -> None:
+    resolved = JobCreate.model_validate(SWEEP).resolved_space()
+    sgd = resolved.optimizers["sgd"]
+    assert sgd["lr"].model_dump() == {"type": "categorical", "choices": [1e-3, 1e-2]}
+    # BODY gives sgd a momentum range: a sweep ignores it, every other one is fixed
+    assert all(space.type == "fixed" for hp, space in sgd.items() if hp != "lr")
+    assert sgd["momentum"].model_dump() == {"type": "fixed", "value": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "kind"),
+    [
+        ({"n_trials": 6}, ("n_trials",), "sweep_budget"),
+        ({"pruner": {"name": "median"}}, ("pruner",), "sweep_conflict"),
+        ({"target": 0.9}, ("target",), "sweep_conflict"),
+        ({"confirm_seeds": 1}, ("confirm_seeds",), "compare_only"),
+        ({"lookahead": {}}, ("lookahead",), "sweep_conflict"),
+        ({"sweep": {"lrs": [1e-3, 1e-3]}}, ("sweep", "lrs", 1), "duplicate_lr"),
+        ({"sweep": {"lrs": [0.0]}}, ("sweep", "lrs", 0), "greater_than"),
+        ({"sweep": {"lrs": []}}, ("sweep", "lrs"), "too_short"),
+        ({"sweep": {"seeds": 0}}, ("sweep", "seeds"), "greater_than_equal"),
+        ({"mode": "tune", "n_trials": 6}, ("sweep",), "sweep_only"),
+    ],
+)
+def test_sweep_rules(change: dict[str, Any], loc: tuple[Any, ...], kind: str) -> None:
+    body = SWEEP | change
+    if "sweep" in change and change.get("mode") is None:
+        body = {k: v for k, v in body.items() if k != "n_trials"}
+    error = one_error(body)
+    assert (error["loc"], error["type"]) == (loc, kind)
