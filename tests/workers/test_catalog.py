@@ -205,9 +205,11 @@ class TestCompatibility:
 
 class TestMetrics:
     def test_metrics_for(self) -> None:
-        assert metrics_for("classification") == ["val_accuracy", "val_loss", "train_loss"]
-        assert metrics_for("regression") == ["val_rmse", "val_r2", "val_loss", "train_loss"]
-        lm = ["val_loss", "val_bpc", "val_perplexity", "train_loss"]
+        costs = ["train_time", "peak_memory"]  # every task, for multi-objective jobs
+        classification = ["val_accuracy", "val_loss", "train_loss", *costs]
+        assert metrics_for("classification") == classification
+        assert metrics_for("regression") == ["val_rmse", "val_r2", "val_loss", "train_loss", *costs]
+        lm = ["val_loss", "val_bpc", "val_perplexity", "train_loss", *costs]
         assert metrics_for("language_modeling") == lm
         assert all(default_direction(m) == "minimize" for m in lm)
         with pytest.raises(CatalogError) as info:
@@ -217,7 +219,7 @@ class TestMetrics:
     def test_directions(self) -> None:
         assert default_direction("val_accuracy") == "maximize"
         assert default_direction("val_r2") == "maximize"
-        for metric in ("val_rmse", "val_loss", "train_loss"):
+        for metric in ("val_rmse", "val_loss", "train_loss", "train_time", "peak_memory"):
             assert default_direction(metric) == "minimize"
         with pytest.raises(CatalogError, match="Unknown metric"):
             default_direction("val_f1")

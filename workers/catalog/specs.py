@@ -38,13 +38,18 @@ def _no_params() -> Mapping[str, HParam]:
 
 # Every metric a trial reports, in the order the curves table and Optuna see them,
 # and whether bigger is better. The first metric of each task is its default objective.
+# Costs every task reports, for multi-objective jobs (quality vs. time or memory):
+# train_time is the seconds of training so far; peak_memory the bytes of CUDA memory
+# allocated at the peak on a GPU, and on a CPU the bytes held by parameters, gradients
+# and optimizer state (the part the optimizer choice changes; activations untracked).
+_COSTS = ("train_time", "peak_memory")
 _METRICS: Mapping[TaskType, tuple[str, ...]] = MappingProxyType(
     {
-        "classification": ("val_accuracy", "val_loss", "train_loss"),
-        "regression": ("val_rmse", "val_r2", "val_loss", "train_loss"),
+        "classification": ("val_accuracy", "val_loss", "train_loss", *_COSTS),
+        "regression": ("val_rmse", "val_r2", "val_loss", "train_loss", *_COSTS),
         # val_loss is the mean cross-entropy per character in nats; val_bpc the same
         # in bits (the unit char-level LM results are quoted in); perplexity its exp.
-        "language_modeling": ("val_loss", "val_bpc", "val_perplexity", "train_loss"),
+        "language_modeling": ("val_loss", "val_bpc", "val_perplexity", "train_loss", *_COSTS),
     }
 )
 _DIRECTIONS: Mapping[str, Direction] = MappingProxyType(
@@ -56,6 +61,8 @@ _DIRECTIONS: Mapping[str, Direction] = MappingProxyType(
         "val_bpc": "minimize",
         "val_perplexity": "minimize",
         "train_loss": "minimize",
+        "train_time": "minimize",
+        "peak_memory": "minimize",
     }
 )
 

@@ -183,6 +183,8 @@ def train(
 def _train_epochs(
     run: _Run, epochs: int, on_epoch: Callable[[EpochMetrics], None]
 ) -> list[EpochMetrics]:
+    if run.device.type == "cuda":  # the peak is this trial's, not the process's
+        torch.cuda.reset_peak_memory_stats(run.device)
     start = time.perf_counter()
     curve: list[EpochMetrics] = []
     for epoch in range(1, epochs + 1):
@@ -236,7 +238,12 @@ def _epoch_metrics(run: _Run, epoch: int, train_loss: float, wall_time: float) -
     )
     if not math.isfinite(val["val_loss"]):
         raise Diverged(epoch, run.step, val["val_loss"])
-    found = {**val, "train_loss": train_loss}
+    found = {
+        **val,
+        "train_loss": train_loss,
+        "train_time": wall_time,
+        "peak_memory": float(_peak_memory(run)),
+    }
     return EpochMetrics(
         epoch=epoch,
         step=run.step,
@@ -247,6 +254,17 @@ def _epoch_metrics(run: _Run, epoch: int, train_loss: float, wall_time: float) -
         wall_time=wall_time,
         lr=float(run.optimizer.param_groups[0]["lr"]),
     )
+
+
+def _peak_memory(run: _Run) -> int:
+    """Bytes at the peak on CUDA; on CPU, parameters + gradients + optimizer state."""
+    if run.device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(run.device))
+    tensors = list(run.net.parameters())
+    tensors += [p.grad for p in run.net.parameters() if p.grad is not None]
+    for state in run.optimizer.state.values():
+        tensors += [t for t in state.values() if isinstance(t, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 @torch.inference_mode()
