@@ -1,13 +1,16 @@
 """Bookkeeping every optimizer module shares: argument checks, step counters, buckets.
 
 The math of each update stays in its own module (one paper, one file); what is here
-is the torch.optim plumbing that would otherwise be copied into each of them.
+is the torch.optim plumbing that would otherwise be copied into each of them:
+argument checks, step counters, buckets, closure handling and the choice between
+the reference, foreach and fused paths.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -54,3 +57,29 @@ def _buckets(
     for i, (param, step) in enumerate(zip(params, steps, strict=True)):
         out.setdefault((param.device, param.dtype, step), []).append(i)
     return out
+
+
+def _check_impl(foreach: bool | None, fused: bool | None) -> None:
+    """``fused`` and ``foreach`` name two different fast paths: at most one may be asked for."""
+    if fused and foreach:
+        raise ValueError("`fused` and `foreach` cannot both be True")
+
+
+def _closure_loss(closure: Callable[[], float] | None) -> float | None:
+    """The loss of ``closure`` evaluated with grad enabled (``step`` runs under no_grad)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+_Impl = TypeVar("_Impl")
+
+
+def _choose_impl(group: dict[str, Any], single: _Impl, multi: _Impl, fused: _Impl) -> _Impl:
+    """The path a param group asks for: ``fused=True``, ``foreach=False``, else foreach."""
+    if group.get("fused"):
+        return fused
+    if group["foreach"] is False:
+        return single
+    return multi

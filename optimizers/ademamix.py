@@ -10,7 +10,16 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative
+from optimizers._common import (
+    _advance,
+    _buckets,
+    _check_betas,
+    _check_impl,
+    _check_nonnegative,
+    _choose_impl,
+    _closure_loss,
+)
+from optimizers._fused import apply_fused
 
 __all__ = ["AdEMAMix"]
 
@@ -56,7 +65,11 @@ class AdEMAMix(Optimizer):
         eps: term added to the denominator, >= 0 (default: 1e-8).
         weight_decay: decoupled weight-decay coefficient, >= 0 (default: 0).
         foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
-            means yes (default: None).
+            means yes unless ``fused`` (default: None).
+        fused: compile each tensor's whole update into one pass with
+            ``torch.compile`` (see :mod:`optimizers._fused`): the same kernel as the
+            reference path, close to the memory-traffic floor. Cannot be combined
+            with ``foreach=True`` (default: None, i.e. no).
 
     Sparse gradients are not supported (``RuntimeError``).
 
@@ -77,7 +90,9 @@ class AdEMAMix(Optimizer):
         weight_decay: float = 0.0,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        _check_impl(foreach, fused)
         _check_nonnegative("learning rate", lr)
         _check_betas(betas, 3)
         _check_nonnegative("alpha value", alpha)
@@ -94,6 +109,7 @@ class AdEMAMix(Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -101,6 +117,7 @@ class AdEMAMix(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
             group.setdefault("alpha_warmup", None)
             group.setdefault("beta3_warmup", None)
 
@@ -148,10 +165,7 @@ class AdEMAMix(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -165,7 +179,9 @@ class AdEMAMix(Optimizer):
             if not params:
                 continue
             beta1, beta2, beta3 = group["betas"]
-            impl = _single_tensor_ademamix if group["foreach"] is False else _multi_tensor_ademamix
+            impl = _choose_impl(
+                group, _single_tensor_ademamix, _multi_tensor_ademamix, _fused_ademamix
+            )
             impl(
                 params,
                 grads,
@@ -213,14 +229,9 @@ def _beta3_at(step: int, beta1: float, beta3: float, warmup: int | None) -> floa
     return min(math.exp(log_b1 * log_b3 / ((1.0 - frac) * log_b3 + frac * log_b1)), beta3)
 
 
-def _ademamix_update(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor | None,
-    exp_avg_slow: Tensor,
-    exp_avg_sq: Tensor,
-    *,
+def _ademamix_scalars(
     step: int,
+    *,
     lr: float,
     beta1: float,
     beta2: float,
@@ -230,24 +241,61 @@ def _ademamix_update(
     beta3_warmup: int | None,
     eps: float,
     weight_decay: float,
+) -> dict[str, float]:
+    """Every scalar of one step at step count ``step``: schedules, bias corrections."""
+    beta3_t = _beta3_at(step, beta1, beta3, beta3_warmup)
+    return {
+        "beta1": beta1,
+        "one_minus_beta1": 1.0 - beta1,
+        "beta2": beta2,
+        "one_minus_beta2": 1.0 - beta2,
+        "beta3": beta3_t,
+        "one_minus_beta3": 1.0 - beta3_t,
+        "alpha": _alpha_at(step, alpha, alpha_warmup),
+        "inv_bias_correction1": 1.0 / (1.0 - beta1**step),
+        "inv_sqrt_bias_correction2": 1.0 / math.sqrt(1.0 - beta2**step),
+        "eps": eps,
+        "decay": 1.0 - lr * weight_decay,
+        "lr": lr,
+    }
+
+
+def _ademamix_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor | None,
+    exp_avg_slow: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    beta1: Any,
+    one_minus_beta1: Any,
+    beta2: Any,
+    one_minus_beta2: Any,
+    beta3: Any,
+    one_minus_beta3: Any,
+    alpha: Any,
+    inv_bias_correction1: Any,
+    inv_sqrt_bias_correction2: Any,
+    eps: Any,
+    decay: Any,
+    lr: Any,
 ) -> None:
     """One AdEMAMix step for one tensor; mutates ``param`` and the state in place.
 
-    ``exp_avg`` is ``None`` exactly when ``beta1 == 0`` (the fast EMA is ``grad``).
+    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    :func:`_ademamix_scalars`, are Python floats on the reference path and 0-d
+    tensors on the fused one. ``exp_avg`` is ``None`` exactly when ``beta1 == 0``
+    (the fast EMA is ``grad``).
     """
-    beta3_t = _beta3_at(step, beta1, beta3, beta3_warmup)
-    alpha_t = _alpha_at(step, alpha, alpha_warmup)
-    exp_avg_slow.mul_(beta3_t).add_(grad, alpha=1.0 - beta3_t)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    exp_avg_slow.mul_(beta3).add_(grad * one_minus_beta3)
+    exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
     if exp_avg is None:
-        numerator = torch.add(grad, exp_avg_slow, alpha=alpha_t)
+        numerator = grad + exp_avg_slow * alpha
     else:
-        exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-        numerator = (exp_avg / (1.0 - beta1**step)).add_(exp_avg_slow, alpha=alpha_t)
-    denom = exp_avg_sq.sqrt().div_(math.sqrt(1.0 - beta2**step)).add_(eps)
-    if weight_decay != 0.0:
-        param.mul_(1.0 - lr * weight_decay)
-    param.addcdiv_(numerator, denom, value=-lr)
+        exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
+        numerator = exp_avg * inv_bias_correction1 + exp_avg_slow * alpha
+    denom = exp_avg_sq.sqrt() * inv_sqrt_bias_correction2 + eps
+    param.mul_(decay).sub_(numerator * lr / denom)
 
 
 def _single_tensor_ademamix(
@@ -259,18 +307,35 @@ def _single_tensor_ademamix(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Reference path: ``_ademamix_update`` on each tensor in turn."""
+    """Reference path: ``_ademamix_kernel`` run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
         exp_avg = exp_avgs[i] if exp_avgs else None
-        _ademamix_update(
+        _ademamix_kernel(
             param,
             grads[i],
             exp_avg,
             exp_avg_slows[i],
             exp_avg_sqs[i],
-            step=steps[i],
-            **hparams,
+            **_ademamix_scalars(steps[i], **hparams),
         )
+
+
+def _fused_ademamix(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_slows: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Fused path: ``_ademamix_kernel`` compiled, one pass per tensor."""
+    apply_fused(
+        _ademamix_kernel,
+        [params, grads, exp_avgs, exp_avg_slows, exp_avg_sqs],
+        steps,
+        lambda step: _ademamix_scalars(step, **hparams),
+    )
 
 
 def _multi_tensor_ademamix(
@@ -291,7 +356,7 @@ def _multi_tensor_ademamix(
     eps: float,
     weight_decay: float,
 ) -> None:
-    """The math of ``_ademamix_update`` with ``torch._foreach_*`` ops.
+    """The math of ``_ademamix_kernel`` with ``torch._foreach_*`` ops.
 
     Tensors are bucketed by device, dtype and step count, so every scalar of a
     bucket (bias corrections, scheduled alpha and beta3) is a single Python float.

@@ -10,7 +10,16 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optimizers._common import _advance, _buckets, _check_nonnegative, _is_number
+from optimizers._common import (
+    _advance,
+    _buckets,
+    _check_impl,
+    _check_nonnegative,
+    _choose_impl,
+    _closure_loss,
+    _is_number,
+)
+from optimizers._fused import apply_fused
 
 __all__ = ["EVE"]
 
@@ -59,7 +68,11 @@ class EVE(Optimizer):
         weight_decay: decoupled weight-decay coefficient, >= 0 (default: 0).
         amsgrad: use the running maximum of ``vS`` (default: False).
         foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
-            means yes (default: None).
+            means yes unless ``fused`` (default: None).
+        fused: compile each tensor's whole update into one pass with
+            ``torch.compile`` (see :mod:`optimizers._fused`): the same kernel as the
+            reference path, close to the memory-traffic floor. Cannot be combined
+            with ``foreach=True`` (default: None, i.e. no).
 
     Sparse gradients are not supported (``RuntimeError``).
 
@@ -80,7 +93,9 @@ class EVE(Optimizer):
         amsgrad: bool = False,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        _check_impl(foreach, fused)
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("lr2 value", lr2)
         if len(betas) != 3:
@@ -105,6 +120,7 @@ class EVE(Optimizer):
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -118,6 +134,7 @@ class EVE(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
             group.setdefault("amsgrad", False)
             group.setdefault("lr_ref", group["lr"])
 
@@ -157,10 +174,7 @@ class EVE(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -170,7 +184,7 @@ class EVE(Optimizer):
             if not params:
                 continue
             beta1, beta2, beta3 = group["betas"]
-            impl = _single_tensor_eve if group["foreach"] is False else _multi_tensor_eve
+            impl = _choose_impl(group, _single_tensor_eve, _multi_tensor_eve, _fused_eve)
             impl(
                 params,
                 grads,
@@ -211,16 +225,9 @@ def _step_sizes(
     return lr * root / (1.0 - beta1**step), lr2 * root / (1.0 - beta2**step)
 
 
-def _eve_update(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg_short: Tensor,
-    exp_avg_long: Tensor,
-    exp_avg_sq_short: Tensor,
-    exp_avg_sq_long: Tensor,
-    max_exp_avg_sq_short: Tensor | None,
-    *,
+def _eve_scalars(
     step: int,
+    *,
     lr: float,
     lr2: float,
     beta1: float,
@@ -229,28 +236,66 @@ def _eve_update(
     alpha: float,
     eps: float,
     weight_decay: float,
+) -> dict[str, float]:
+    """Every scalar of one step at step count ``step``; the step sizes are halved here."""
+    a1, a2 = _step_sizes(step, lr, lr2, beta1, beta2, alpha)
+    return {
+        "decay": 1.0 - lr * weight_decay,
+        "beta1": beta1,
+        "one_minus_beta1": 1.0 - beta1,
+        "beta2": beta2,
+        "one_minus_beta2": 1.0 - beta2,
+        "beta3": beta3,
+        "one_minus_beta3": 1.0 - beta3,
+        "alpha": alpha,
+        "one_minus_alpha": 1.0 - alpha,
+        "eps": eps,
+        "half_a1": 0.5 * a1,
+        "half_a2": 0.5 * a2,
+    }
+
+
+def _eve_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg_short: Tensor,
+    exp_avg_long: Tensor,
+    exp_avg_sq_short: Tensor,
+    exp_avg_sq_long: Tensor,
+    max_exp_avg_sq_short: Tensor | None,
+    *,
+    decay: Any,
+    beta1: Any,
+    one_minus_beta1: Any,
+    beta2: Any,
+    one_minus_beta2: Any,
+    beta3: Any,
+    one_minus_beta3: Any,
+    alpha: Any,
+    one_minus_alpha: Any,
+    eps: Any,
+    half_a1: Any,
+    half_a2: Any,
 ) -> None:
     """One EVE step for one tensor; mutates ``param`` and the state in place.
 
-    ``max_exp_avg_sq_short`` is ``None`` exactly when amsgrad is off.
+    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    :func:`_eve_scalars`, are Python floats on the reference path and 0-d tensors on
+    the fused one. ``max_exp_avg_sq_short`` is ``None`` exactly when amsgrad is off.
     """
-    a1, a2 = _step_sizes(step, lr, lr2, beta1, beta2, alpha)
-    if weight_decay != 0.0:
-        param.mul_(1.0 - lr * weight_decay)
-    exp_avg_short.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-    exp_avg_long.mul_(beta2).add_(grad, alpha=1.0 - beta2)
+    param.mul_(decay)
+    exp_avg_short.mul_(beta1).add_(grad * one_minus_beta1)
+    exp_avg_long.mul_(beta2).add_(grad * one_minus_beta2)
     deviation = grad - exp_avg_sq_long.sqrt()
-    exp_avg_sq_short.mul_(beta2).addcmul_(deviation, deviation, value=1.0 - beta2)
+    exp_avg_sq_short.mul_(beta2).add_(deviation * deviation * one_minus_beta2)
     deviation = grad - exp_avg_sq_short.sqrt()
-    exp_avg_sq_long.mul_(alpha).addcmul_(deviation, deviation, value=1.0 - alpha)
+    exp_avg_sq_long.mul_(alpha).add_(deviation * deviation * one_minus_alpha)
     short = exp_avg_sq_short
     if max_exp_avg_sq_short is not None:
-        torch.maximum(max_exp_avg_sq_short, exp_avg_sq_short, out=max_exp_avg_sq_short)
+        max_exp_avg_sq_short.copy_(torch.maximum(max_exp_avg_sq_short, exp_avg_sq_short))
         short = max_exp_avg_sq_short
-    rate = exp_avg_sq_long.sqrt().add_(eps).reciprocal_().mul_(a1)
-    rate.add_(short.sqrt().add_(eps).reciprocal_(), alpha=a2)
-    momentum = exp_avg_short.mul(beta3).add_(exp_avg_long, alpha=1.0 - beta3)
-    param.addcmul_(rate, momentum, value=-0.5)
+    rate = half_a1 / (exp_avg_sq_long.sqrt() + eps) + half_a2 / (short.sqrt() + eps)
+    param.sub_(rate * (exp_avg_short * beta3 + exp_avg_long * one_minus_beta3))
 
 
 def _single_tensor_eve(
@@ -264,9 +309,9 @@ def _single_tensor_eve(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Reference path: ``_eve_update`` on each tensor in turn."""
+    """Reference path: ``_eve_kernel`` run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
-        _eve_update(
+        _eve_kernel(
             param,
             grads[i],
             exp_avg_shorts[i],
@@ -274,9 +319,36 @@ def _single_tensor_eve(
             exp_avg_sq_shorts[i],
             exp_avg_sq_longs[i],
             max_exp_avg_sq_shorts[i] if max_exp_avg_sq_shorts else None,
-            step=steps[i],
-            **hparams,
+            **_eve_scalars(steps[i], **hparams),
         )
+
+
+def _fused_eve(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_shorts: list[Tensor],
+    exp_avg_longs: list[Tensor],
+    exp_avg_sq_shorts: list[Tensor],
+    exp_avg_sq_longs: list[Tensor],
+    max_exp_avg_sq_shorts: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Fused path: ``_eve_kernel`` compiled, one pass per tensor."""
+    apply_fused(
+        _eve_kernel,
+        [
+            params,
+            grads,
+            exp_avg_shorts,
+            exp_avg_longs,
+            exp_avg_sq_shorts,
+            exp_avg_sq_longs,
+            max_exp_avg_sq_shorts,
+        ],
+        steps,
+        lambda step: _eve_scalars(step, **hparams),
+    )
 
 
 def _multi_tensor_eve(
@@ -298,7 +370,7 @@ def _multi_tensor_eve(
     eps: float,
     weight_decay: float,
 ) -> None:
-    """The math of ``_eve_update`` with ``torch._foreach_*`` ops.
+    """The math of ``_eve_kernel`` with ``torch._foreach_*`` ops.
 
     Tensors are bucketed by device, dtype and step count, so the step sizes of a
     bucket are single Python floats.

@@ -10,7 +10,16 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative
+from optimizers._common import (
+    _advance,
+    _buckets,
+    _check_betas,
+    _check_impl,
+    _check_nonnegative,
+    _choose_impl,
+    _closure_loss,
+)
+from optimizers._fused import apply_fused
 
 __all__ = ["LAMB"]
 
@@ -51,7 +60,13 @@ class LAMB(Optimizer):
         exclude_1d: no weight decay nor trust ratio on tensors with ``ndim <= 1``
             (default: False).
         foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
-            means yes (default: None).
+            means yes unless ``fused`` (default: None).
+        fused: compile each tensor's whole update with ``torch.compile`` (see
+            :mod:`optimizers._fused`): the same kernel as the reference path, norms
+            included. The trust ratio needs ``||r||`` before ``theta`` can move, so
+            this path takes two passes per tensor (moments and norms, then the
+            parameter), which Inductor generates from the one kernel. Cannot be
+            combined with ``foreach=True`` (default: None, i.e. no).
 
     Sparse gradients and complex parameters are not supported (``RuntimeError``).
 
@@ -72,7 +87,9 @@ class LAMB(Optimizer):
         exclude_1d: bool = False,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        _check_impl(foreach, fused)
         _check_nonnegative("learning rate", lr)
         _check_betas(betas)
         _check_nonnegative("epsilon value", eps)
@@ -91,6 +108,7 @@ class LAMB(Optimizer):
             "max_weight_norm": max_weight_norm,
             "exclude_1d": bool(exclude_1d),
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -98,6 +116,7 @@ class LAMB(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
             group.setdefault("max_weight_norm", None)
             group.setdefault("exclude_1d", False)
 
@@ -137,10 +156,7 @@ class LAMB(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -151,7 +167,7 @@ class LAMB(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            impl = _single_tensor_lamb if group["foreach"] is False else _multi_tensor_lamb
+            impl = _choose_impl(group, _single_tensor_lamb, _multi_tensor_lamb, _fused_lamb)
             impl(
                 params,
                 grads,
@@ -182,13 +198,9 @@ def _trust_ratio(weight_norm: Tensor, update_norm: Tensor, max_weight_norm: floa
     return torch.where(usable, weight_norm / update_norm, torch.ones_like(weight_norm))
 
 
-def _lamb_update(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    *,
+def _lamb_scalars(
     step: int,
+    *,
     lr: float,
     beta1: float,
     beta2: float,
@@ -196,24 +208,63 @@ def _lamb_update(
     weight_decay: float,
     max_weight_norm: float | None,
     trust_ratio: bool,
+) -> dict[str, Any]:
+    """Every scalar of one step at step count ``step``.
+
+    ``trust_ratio`` (structural) is how the caller applies ``exclude_1d``: without it
+    (and with ``weight_decay=0``) the step is plain bias-corrected Adam.
+    ``max_weight_norm`` is structural when ``None``.
+    """
+    return {
+        "lr": lr,
+        "beta1": beta1,
+        "one_minus_beta1": 1.0 - beta1,
+        "beta2": beta2,
+        "one_minus_beta2": 1.0 - beta2,
+        "bias_correction1": 1.0 - beta1**step,
+        "bias_correction2": 1.0 - beta2**step,
+        "eps": eps,
+        "weight_decay": weight_decay if trust_ratio else 0.0,
+        "max_weight_norm": max_weight_norm,
+        "trust_ratio": trust_ratio,
+    }
+
+
+def _lamb_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    lr: Any,
+    beta1: Any,
+    one_minus_beta1: Any,
+    beta2: Any,
+    one_minus_beta2: Any,
+    bias_correction1: Any,
+    bias_correction2: Any,
+    eps: Any,
+    weight_decay: Any,
+    max_weight_norm: Any,
+    trust_ratio: bool,
 ) -> None:
     """One LAMB step for one tensor; mutates ``param`` and the moments in place.
 
-    ``trust_ratio=False`` (and ``weight_decay=0``) is how the caller applies
-    ``exclude_1d``: the step is then plain bias-corrected Adam.
+    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    :func:`_lamb_scalars`, are Python floats on the reference path and 0-d tensors
+    on the fused one. The norms are reductions over the whole tensor on both paths
+    (the fused path compiles one kernel call per tensor, so each norm is one layer's).
     """
-    exp_avg.lerp_(grad, 1.0 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-    denom = exp_avg_sq.div(1.0 - beta2**step).sqrt_().add_(eps)
-    update = exp_avg.div(1.0 - beta1**step).div_(denom)
-    if weight_decay != 0.0:
-        update.add_(param, alpha=weight_decay)
+    exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
+    exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
+    denom = (exp_avg_sq / bias_correction2).sqrt() + eps
+    update = exp_avg / bias_correction1 / denom + param * weight_decay
     if trust_ratio:
         dtype = _norm_dtype(param.dtype)
         weight_norm = torch.linalg.vector_norm(param, dtype=dtype)
         update_norm = torch.linalg.vector_norm(update, dtype=dtype)
-        update.mul_(_trust_ratio(weight_norm, update_norm, max_weight_norm))
-    param.add_(update, alpha=-lr)
+        update = update * _trust_ratio(weight_norm, update_norm, max_weight_norm)
+    param.sub_(update * lr)
 
 
 def _single_tensor_lamb(
@@ -223,22 +274,49 @@ def _single_tensor_lamb(
     exp_avg_sqs: list[Tensor],
     steps: list[int],
     *,
-    weight_decay: float,
     exclude_1d: bool,
     **hparams: Any,
 ) -> None:
-    """Reference path: ``_lamb_update`` on each tensor in turn."""
+    """Reference path: ``_lamb_kernel`` run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
         adapt = not (exclude_1d and param.ndim <= 1)
-        _lamb_update(
+        _lamb_kernel(
             param,
             grads[i],
             exp_avgs[i],
             exp_avg_sqs[i],
-            step=steps[i],
-            weight_decay=weight_decay if adapt else 0.0,
-            trust_ratio=adapt,
-            **hparams,
+            **_lamb_scalars(steps[i], trust_ratio=adapt, **hparams),
+        )
+
+
+def _fused_lamb(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    exclude_1d: bool,
+    **hparams: Any,
+) -> None:
+    """Fused path: ``_lamb_kernel`` compiled, norms included (see the class).
+
+    The fused path flattens tensors, so ``exclude_1d`` is applied here, by running
+    the adapted and the excluded tensors as two calls (two compiled variants).
+    """
+    for adapt in (True, False):
+        idx = [i for i, p in enumerate(params) if (not (exclude_1d and p.ndim <= 1)) == adapt]
+        if not idx:
+            continue
+
+        def scalars(step: int, adapt: bool = adapt) -> dict[str, Any]:
+            return _lamb_scalars(step, trust_ratio=adapt, **hparams)
+
+        apply_fused(
+            _lamb_kernel,
+            [[lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs)],
+            [steps[i] for i in idx],
+            scalars,
         )
 
 
@@ -257,7 +335,7 @@ def _multi_tensor_lamb(
     max_weight_norm: float | None,
     exclude_1d: bool,
 ) -> None:
-    """The math of ``_lamb_update`` with ``torch._foreach_*`` ops.
+    """The math of ``_lamb_kernel`` with ``torch._foreach_*`` ops.
 
     Tensors are bucketed by device, dtype and step count (so the bias corrections are
     single Python floats); the trust ratios of a bucket are computed from one

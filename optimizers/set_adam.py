@@ -9,7 +9,17 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optimizers._common import _advance, _buckets, _check_betas, _check_nonnegative, _is_number
+from optimizers._common import (
+    _advance,
+    _buckets,
+    _check_betas,
+    _check_impl,
+    _check_nonnegative,
+    _choose_impl,
+    _closure_loss,
+    _is_number,
+)
+from optimizers._fused import apply_fused
 
 __all__ = ["SETAdam"]
 
@@ -64,7 +74,14 @@ class SETAdam(Optimizer):
         decoupled_weight_decay: AdamW-style decay if True, L2 added to the gradient if
             False (default: True).
         foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
-            means yes (default: None).
+            means yes unless ``fused`` (default: None).
+        fused: compile each tensor's whole update with ``torch.compile`` (see
+            :mod:`optimizers._fused`): the same kernel as the reference path, per-layer
+            reductions included. The reductions (``sum v``, ``sum v^2``, ``min w``)
+            need the updated ``v`` before ``theta`` can move, so this path takes more
+            than one pass over ``v`` (Inductor fuses the reductions into the passes
+            that update the moments and the parameter where it can). Cannot be
+            combined with ``foreach=True`` (default: None, i.e. no).
 
     Sparse gradients are not supported (``RuntimeError``).
 
@@ -85,7 +102,9 @@ class SETAdam(Optimizer):
         decoupled_weight_decay: bool = True,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        _check_impl(foreach, fused)
         _check_nonnegative("learning rate", lr)
         _check_betas(betas)
         _check_nonnegative("epsilon value", eps)
@@ -105,6 +124,7 @@ class SETAdam(Optimizer):
             "eps_mode": eps_mode,
             "decoupled_weight_decay": decoupled_weight_decay,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -112,6 +132,7 @@ class SETAdam(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
             group.setdefault("eps_mode", "root")
             group.setdefault("decoupled_weight_decay", True)
 
@@ -152,10 +173,7 @@ class SETAdam(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -166,7 +184,9 @@ class SETAdam(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            impl = _single_tensor_set_adam if group["foreach"] is False else _multi_tensor_set_adam
+            impl = _choose_impl(
+                group, _single_tensor_set_adam, _multi_tensor_set_adam, _fused_set_adam
+            )
             impl(
                 params,
                 grads,
@@ -195,13 +215,9 @@ def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den == 0, 0.0, num / den)
 
 
-def _set_adam_update(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    *,
+def _set_adam_scalars(
     step: int,
+    *,
     lr: float,
     beta1: float,
     beta2: float,
@@ -210,26 +226,71 @@ def _set_adam_update(
     weight_decay: float,
     eps_mode: str,
     decoupled_weight_decay: bool,
+) -> dict[str, Any]:
+    """Every scalar of one step at step count ``step`` (``eps_mode`` stays structural)."""
+    return {
+        "decay": 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0,
+        "l2": 0.0 if decoupled_weight_decay else weight_decay,
+        "beta1": beta1,
+        "one_minus_beta1": 1.0 - beta1,
+        "beta2": beta2,
+        "one_minus_beta2": 1.0 - beta2,
+        "eps": eps,
+        "tau": tau,
+        "bias_correction2": 1.0 - beta2**step,
+        "step_size": lr / (1.0 - beta1**step),
+        "eps_mode": eps_mode,
+    }
+
+
+def _embed(v: Tensor, scale: Tensor, eps: Any, eps_mode: str) -> Tensor:
+    """``w = sqrt(c * v / (1 - b2^t) [+ eps])``, elementwise (also on ``min(v)``)."""
+    w = v * scale
+    if eps_mode == "root":
+        w = w + eps
+    return w.sqrt()
+
+
+def _set_adam_kernel(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    decay: Any,
+    l2: Any,
+    beta1: Any,
+    one_minus_beta1: Any,
+    beta2: Any,
+    one_minus_beta2: Any,
+    eps: Any,
+    tau: Any,
+    bias_correction2: Any,
+    step_size: Any,
+    eps_mode: str,
 ) -> None:
-    """One SET-Adam step for one tensor (one layer); mutates ``param`` and the state."""
-    if weight_decay != 0.0:
-        if decoupled_weight_decay:
-            param.mul_(1.0 - lr * weight_decay)
-        else:
-            grad = grad.add(param, alpha=weight_decay)
-    exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    """One SET-Adam step for one tensor (one layer); mutates ``param`` and the state.
+
+    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    :func:`_set_adam_scalars`, are Python floats on the reference path and 0-d
+    tensors on the fused one. The per-layer reductions are computed here on the
+    whole tensor, on both paths: the fused path compiles one kernel call per tensor,
+    so each reduction covers exactly one layer.
+    """
+    param.mul_(decay)
+    grad = grad + param * l2
+    exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
+    exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
     if eps_mode == "accumulate":
         exp_avg_sq.add_(eps)
     n1 = torch.linalg.vector_norm(exp_avg_sq, 1, dtype=torch.float64)
     n2 = torch.linalg.vector_norm(exp_avg_sq, 2, dtype=torch.float64)
-    scale = _cos2(n1, n2, exp_avg_sq.numel()) / (1.0 - beta2**step)
-    w = exp_avg_sq.mul(scale.to(exp_avg_sq.dtype))
-    if eps_mode == "root":
-        w.add_(eps)
-    w.sqrt_()
-    w.sub_(w.min(), alpha=tau)
-    param.add_(_safe_div(exp_avg, w), alpha=-lr / (1.0 - beta1**step))
+    scale = (_cos2(n1, n2, exp_avg_sq.numel()) / bias_correction2).to(exp_avg_sq.dtype)
+    # w is a monotone function of v, so min(w) is w(min(v)): one reduction less
+    # over the updated v, taken in the same pass as the norms.
+    w = _embed(exp_avg_sq, scale, eps, eps_mode)
+    w = w - _embed(exp_avg_sq.min(), scale, eps, eps_mode) * tau
+    param.sub_(_safe_div(exp_avg, w) * step_size)
 
 
 def _single_tensor_set_adam(
@@ -240,9 +301,28 @@ def _single_tensor_set_adam(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Reference path: ``_set_adam_update`` on each tensor in turn."""
+    """Reference path: ``_set_adam_kernel`` run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
-        _set_adam_update(param, grads[i], exp_avgs[i], exp_avg_sqs[i], step=steps[i], **hparams)
+        _set_adam_kernel(
+            param, grads[i], exp_avgs[i], exp_avg_sqs[i], **_set_adam_scalars(steps[i], **hparams)
+        )
+
+
+def _fused_set_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    **hparams: Any,
+) -> None:
+    """Fused path: ``_set_adam_kernel`` compiled, reductions included (see the class)."""
+    apply_fused(
+        _set_adam_kernel,
+        [params, grads, exp_avgs, exp_avg_sqs],
+        steps,
+        lambda step: _set_adam_scalars(step, **hparams),
+    )
 
 
 def _multi_tensor_set_adam(
@@ -261,7 +341,7 @@ def _multi_tensor_set_adam(
     eps_mode: str,
     decoupled_weight_decay: bool,
 ) -> None:
-    """The math of ``_set_adam_update`` with ``torch._foreach_*`` ops.
+    """The math of ``_set_adam_kernel`` with ``torch._foreach_*`` ops.
 
     Tensors are bucketed by device, dtype and step count. The per-layer scalars
     (``c``, ``min(w)``) stay 0-dim tensors, so nothing syncs with the device; only
