@@ -27,6 +27,12 @@ def _check_nonnegative(what: str, value: float) -> None:
         raise ValueError(f"Invalid {what}: {value}")
 
 
+def _check_flag(name: str, value: object) -> None:
+    """A flag is a bool: ``bool("no")`` is True, so coercing would invert what was meant."""
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid {name} value: {value!r} (must be True or False)")
+
+
 def _check_betas(betas: Sequence[float], count: int = 2) -> None:
     """Each EMA coefficient in [0, 1), named by index as torch names it."""
     if len(betas) != count:

@@ -128,6 +128,8 @@ class Domain:
                 out.append(math.nan)
         elif self.kind == "choice":
             out.append("__not_a_choice__")
+        else:  # bool: a truthy string or a 1 is not a flag
+            out.extend(["yes", 1])
         return out
 
 

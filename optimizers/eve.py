@@ -13,6 +13,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from optimizers._common import (
     _advance,
     _buckets,
+    _check_flag,
     _check_impl,
     _check_nonnegative,
     _choose_impl,
@@ -98,6 +99,7 @@ class EVE(Optimizer):
         _check_impl(foreach, fused)
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("lr2 value", lr2)
+        _check_flag("amsgrad", amsgrad)
         if len(betas) != 3:
             raise ValueError(f"Invalid betas: {betas!r} (expected 3 values)")
         for index, beta in enumerate(betas):

@@ -14,6 +14,7 @@ from optimizers._common import (
     _advance,
     _buckets,
     _check_betas,
+    _check_flag,
     _check_impl,
     _check_nonnegative,
     _choose_impl,
@@ -100,13 +101,14 @@ class LAMB(Optimizer):
             and max_weight_norm > 0.0
         ):
             raise ValueError(f"Invalid max_weight_norm value: {max_weight_norm}")
+        _check_flag("exclude_1d", exclude_1d)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
             "eps": eps,
             "weight_decay": weight_decay,
             "max_weight_norm": max_weight_norm,
-            "exclude_1d": bool(exclude_1d),
+            "exclude_1d": exclude_1d,
             "foreach": foreach,
             "fused": fused,
         }

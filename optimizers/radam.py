@@ -14,6 +14,7 @@ from optimizers._common import (
     _advance,
     _buckets,
     _check_betas,
+    _check_flag,
     _check_impl,
     _check_nonnegative,
     _choose_impl,
@@ -94,12 +95,13 @@ class RAdam(Optimizer):
         _check_betas(betas)
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
+        _check_flag("decoupled_weight_decay", decoupled_weight_decay)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
             "eps": eps,
             "weight_decay": weight_decay,
-            "decoupled_weight_decay": bool(decoupled_weight_decay),
+            "decoupled_weight_decay": decoupled_weight_decay,
             "foreach": foreach,
             "fused": fused,
         }

@@ -13,6 +13,7 @@ from optimizers._common import (
     _advance,
     _buckets,
     _check_betas,
+    _check_flag,
     _check_impl,
     _check_nonnegative,
     _choose_impl,
@@ -111,6 +112,7 @@ class SETAdam(Optimizer):
         if not (_is_number(tau) and 0.0 <= tau <= 1.0):
             raise ValueError(f"Invalid tau value: {tau} (must be in [0, 1])")
         _check_nonnegative("weight_decay value", weight_decay)
+        _check_flag("decoupled_weight_decay", decoupled_weight_decay)
         if eps_mode not in _EPS_MODES:
             raise ValueError(f"Invalid eps_mode value: {eps_mode!r} (must be one of {_EPS_MODES})")
         if not isinstance(decoupled_weight_decay, bool):
