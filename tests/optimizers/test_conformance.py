@@ -303,6 +303,27 @@ def _enforced_by_class(name: str, hp: str) -> bool:
     return get_spec(name).cls_path.startswith("optimizers.")
 
 
+OUR_NAMES = [n for n in BASE_NAMES if get_spec(n).cls_path.startswith("optimizers.")]
+
+
+@pytest.mark.parametrize("name", OUR_NAMES)
+def test_spec_defaults_are_the_constructor_defaults(name: str) -> None:
+    """A class used directly (``AdEMAMix(params)``) behaves as ``build(name, params)``."""
+    signature = inspect.signature(_classes(name)[1])
+    for key, value in get_spec(name).resolve({}).items():
+        assert signature.parameters[key].default == value, key
+
+
+@pytest.mark.parametrize("name", OUR_NAMES)
+def test_sparse_gradient_is_refused(name: str) -> None:
+    """Our update rules are dense; a sparse gradient is an error, not a silent misstep."""
+    p = torch.zeros(4, requires_grad=True)
+    opt = build(name, [p])
+    p.grad = torch.sparse_coo_tensor([[1]], [1.0], (4,), check_invariants=True)
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+
+
 @pytest.mark.parametrize(
     ("name", "hp", "value"), [c for c in _invalid_cases() if _enforced_by_class(c[0], c[1])]
 )
