@@ -111,10 +111,10 @@ def request_stop(session: Session, job_id: uuid.UUID, reason: str) -> None:
     refresh_status(session, job_id)
 
 
-def _finish(job: object, status: JobStatus, error: str | None = None) -> None:
-    job.status = status  # type: ignore[attr-defined]
-    job.error = error  # type: ignore[attr-defined]
-    job.finished_at = utcnow()  # type: ignore[attr-defined]
+def _finish(job: Job, status: JobStatus, error: str | None = None) -> None:
+    job.status = status
+    job.error = error
+    job.finished_at = utcnow()
 
 
 def request_cancel(session: Session, job_id: uuid.UUID) -> None:
