@@ -38,12 +38,20 @@ def _key_file() -> Path:
 
 
 # -- running the stack ------------------------------------------------------------------
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply our migrations (Optuna creates and migrates its own tables)."""
+def _migrate() -> None:
+    """Our migrations, then Optuna's own (its tables are created once, here, not by
+    workers racing each other on a fresh database)."""
     from service.migrate import upgrade
+    from workers.optuna_storage import init_storage
 
     upgrade()
+    init_storage()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply our migrations and let Optuna create or migrate its own tables."""
+    _migrate()
     console.print("database at head")
 
 
@@ -132,10 +140,9 @@ def reconciler() -> None:
 def up() -> None:
     """Migrate, then run API + worker + reconciler in the foreground (Ctrl-C stops all)."""
     from service.db import session_scope
-    from service.migrate import upgrade
     from service.tenants.service import bootstrap_key
 
-    upgrade()
+    _migrate()
     with session_scope() as session:
         key, created = bootstrap_key(session, _key_file())
     settings = get_settings()

@@ -11,6 +11,7 @@ import functools
 import os
 
 import optuna
+import sqlalchemy.exc
 from sqlalchemy import create_engine, text
 
 from service.config import get_settings
@@ -37,7 +38,21 @@ def _storage_for_pid(_pid: int) -> optuna.storages.RDBStorage:
         engine_kwargs["connect_args"] = {"options": f"-csearch_path={settings.OPTUNA_SCHEMA}"}
     elif url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except sqlalchemy.exc.IntegrityError:
+        # Two processes created Optuna's tables at once on a fresh database and this
+        # one lost the race (CREATE TYPE ... already exists): they exist now.
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def init_storage() -> None:
+    """Create or migrate Optuna's tables once, at deploy time (``optserve db upgrade``).
+
+    Workers starting together against a fresh database would otherwise race to create
+    them, and the loser's first trial would fail.
+    """
+    get_storage()
 
 
 def get_storage() -> optuna.storages.RDBStorage:
