@@ -1,7 +1,7 @@
 """Our tables. Optuna's live elsewhere (own schema or file) and are never mapped here."""
 
 from service.models.dataset import UploadedDataset
-from service.models.job import Job, JobStatus
+from service.models.job import Job, JobEvent, JobStatus
 from service.models.tenant import ApiKey, Tenant
 from service.models.trial import CurvePoint, SlotStatus, TrialRun, TrialSlot, TrialState
 
@@ -9,6 +9,7 @@ __all__ = [
     "ApiKey",
     "CurvePoint",
     "Job",
+    "JobEvent",
     "JobStatus",
     "SlotStatus",
     "Tenant",

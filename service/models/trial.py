@@ -84,6 +84,7 @@ class TrialRun(Base):
             "state IN ('running','complete','pruned','fail','cancelled')", name="state_enum"
         ),
         Index("ix_trial_runs_job_state", "job_id", "state"),
+        Index("ix_trial_runs_job_optimizer", "job_id", "optimizer"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -103,6 +104,9 @@ class TrialRun(Base):
     worker: Mapped[str | None] = mapped_column(String(128))
     n_parameters: Mapped[int | None] = mapped_column(Integer)
     versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # where this run's configuration came from when it was not sampled: a warm start's
+    # recommendation (``{"kind": "warm_start", "job_id": ..., "trial": ...}``)
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[dt.datetime | None] = timestamp()
     finished_at: Mapped[dt.datetime | None] = timestamp()
 
