@@ -11,8 +11,14 @@ from service.catalog.endpoints import router as catalog_router
 from service.config import get_settings
 from service.datasets.endpoints import router as datasets_router
 from service.errors import PayloadTooLarge, install_handlers
+from service.events.endpoints import router as events_router
 from service.health import router as health_router
 from service.jobs.endpoints import router as jobs_router
+from service.observability import install as install_observability
+from service.observability import router as operations_router
+from service.recommend.endpoints import router as recommend_router
+from service.web.routes import mount as mount_web
+from service.web.routes import router as web_router
 
 # multipart framing around an uploaded file: boundaries, part headers, form fields
 UPLOAD_FRAMING_BYTES = 64 * 1024
@@ -77,8 +83,19 @@ def create_app() -> FastAPI:
         description="Which optimizer, with which hyperparameters, for this model and data.",
     )
     install_handlers(app)
-    for router in (jobs_router, catalog_router, health_router, datasets_router):
+    for router in (
+        jobs_router,
+        events_router,
+        catalog_router,
+        health_router,
+        datasets_router,
+        recommend_router,
+        operations_router,
+        web_router,
+    ):
         app.include_router(router)
+    mount_web(app)
+    install_observability(app)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES, upload_bytes=settings.MAX_UPLOAD_BYTES
     )

@@ -282,6 +282,17 @@ def best(job_id: str, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> No
     console.print_json(_call(_client(url, key).best, job_id).model_dump_json())
 
 
+def _register_commands() -> None:
+    from service.history.cli import register as register_history
+    from service.recommend.cli import register as register_recommend
+
+    register_recommend(app)
+    register_history(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 

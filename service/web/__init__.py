@@ -1,0 +1,1 @@
+"""The web dashboard served at ``/`` and Optuna's own dashboard under ``/optuna``."""
