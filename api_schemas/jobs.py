@@ -41,12 +41,14 @@ from api_schemas.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL, MAX_TRI
 from api_schemas.search_space import (
     DEFAULT_SWEEP_LRS,
     SWEEP_HP,
+    WEIGHT_DECAY,
     FloatParam,
     IntParam,
     LookaheadSpace,
     ResolvedSpace,
     ScheduleSpace,
     SearchSpace,
+    SharedSpace,
     grid_size,
     lookup_optimizer,
     sweep_space,
@@ -375,10 +377,14 @@ class JobCreate(Schema):
 
     ``objectives`` (2 to 4 metrics, each with its direction) makes the job
     multi-objective: each trial is scored by every objective at its last epoch and
-    ``GET /v1/jobs/{id}/pareto`` returns the non-dominated trials. Optuna cannot prune
-    a multi-objective study, so the pruner must be ``none``; ``target`` is refused (a
-    target needs one objective); a trial's ``value`` (and ``best``) follow the first
-    objective. ``task.metric`` / ``task.direction`` are ignored when ``objectives`` is set.
+    ``GET /v1/jobs/{id}/pareto`` returns the non-dominated trials. The pruner acts on the
+    first objective (Optuna prunes single-objective studies only, so the worker keeps a
+    shadow study of that objective); ``target`` is refused (a target needs one
+    objective); a trial's ``value`` (and ``best``) follow the first objective.
+    ``task.metric`` / ``task.direction`` are ignored when ``objectives`` is set.
+
+    ``shared`` (see ``SharedSpace``) samples ``batch_size``, one ``weight_decay`` for every
+    optimizer, or ``grad_clip`` once per trial, whatever the optimizer.
 
     ``mode: compare`` gives every optimizer of the search space the same budget: slot
     ``i`` tunes optimizer ``i mod k`` (names sorted), so ``n_trials`` must be a multiple
@@ -403,6 +409,7 @@ class JobCreate(Schema):
     search_space: SearchSpace
     schedule: ScheduleSpace | None = None
     lookahead: LookaheadSpace | None = None
+    shared: SharedSpace | None = None
     n_trials: Annotated[int, Field(strict=True, ge=1, le=MAX_TRIALS)]
     max_parallel: Annotated[int, Field(strict=True, ge=1, le=MAX_PARALLEL)] = 1
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
@@ -444,7 +451,7 @@ class JobCreate(Schema):
         if self.mode == "sweep" and self.sweep is None:
             self.sweep = SweepSpec()  # stored explicitly: the default grid may change
         errors = _lookahead_errors(self) + _objective_errors(self) + _compare_errors(self)
-        errors += _sweep_errors(self)
+        errors += _sweep_errors(self) + _shared_errors(self)
         if self.sampler.name == "grid" and self.mode != "sweep" and not errors:
             errors = _grid_errors(self)
         raise_errors("JobCreate", errors)
@@ -465,6 +472,8 @@ class JobCreate(Schema):
             resolved.optimizers = self.lookahead.wrap(resolved.optimizers, priors)
         if self.schedule is not None:
             resolved.schedules = self.schedule.resolve(priors)
+        if self.shared is not None:
+            resolved = self.shared.apply(resolved)
         return resolved
 
 
@@ -490,9 +499,6 @@ def _objective_errors(job: JobCreate) -> list[InitErrorDetails]:
     if job.sampler.name not in MULTI_OBJECTIVE_SAMPLERS:
         msg = f"sampler {job.sampler.name!r} handles one objective only"
         errors.append(field_error(("sampler", "name"), "multi_objective", msg, job.sampler.name))
-    if job.pruner.name != "none":
-        msg = "a multi-objective job cannot be pruned (Optuna prunes single-objective studies)"
-        errors.append(field_error(("pruner", "name"), "multi_objective", msg, job.pruner.name))
     if job.target is not None:
         msg = "target needs a single objective"
         errors.append(field_error(("target",), "multi_objective", msg, job.target))
@@ -503,6 +509,22 @@ def _objective_errors(job: JobCreate) -> list[InitErrorDetails]:
         if m in metrics[:i]
     ]
     return errors
+
+
+def _shared_errors(job: JobCreate) -> list[InitErrorDetails]:
+    """A shared ``weight_decay`` is the only one: an optimizer's own is refused beside it.
+
+    (Every base optimizer has a ``weight_decay`` on the same non-negative domain, which
+    ``SharedSpace`` checks, so the shared value always reaches some optimizer.)
+    """
+    if job.shared is None or WEIGHT_DECAY not in job.shared.root:
+        return []
+    msg = "set once for every optimizer by shared.weight_decay: give it there only"
+    return [
+        field_error(("search_space", "optimizers", name, WEIGHT_DECAY), "shared_knob", msg, None)
+        for name, overrides in job.search_space.optimizers.items()
+        if WEIGHT_DECAY in overrides
+    ]
 
 
 def _sweep_errors(job: JobCreate) -> list[InitErrorDetails]:
@@ -535,6 +557,7 @@ def _sweep_errors(job: JobCreate) -> list[InitErrorDetails]:
         ("objectives", job.objectives is not None),
         ("schedule", job.schedule is not None),
         ("lookahead", job.lookahead is not None),
+        ("shared", job.shared is not None),
     ):
         if bad:
             msg = f"mode 'sweep' does not combine with this {field}"
@@ -572,6 +595,8 @@ def _grid_errors(job: JobCreate) -> list[InitErrorDetails]:
         groups.append((("schedule",), job.schedule.root))
     if job.lookahead is not None:
         groups.append(((), {"lookahead": job.lookahead.root}))
+    if job.shared is not None:
+        groups.append(((), {"shared": job.shared.root}))
     msg = "the grid sampler takes categorical or fixed spaces: list the values to try"
     errors = [
         field_error((*loc, owner, hp, space.type), "grid_range", msg, space.type)

@@ -62,7 +62,8 @@ from api_schemas.common import (
     is_stored,
     raise_errors,
 )
-from api_schemas.limits import MAX_CHOICES
+from api_schemas.limits import MAX_BATCH_SIZE, MAX_CHOICES
+from api_schemas.warm_start import ResolvedWarmStart
 from optimizers._spec import (
     CategoricalSpace,
     Domain,
@@ -78,6 +79,25 @@ OPTIMIZER_PARAM = "optimizer"
 """Optuna name of the categorical choice among the job's optimizers."""
 SCHEDULE_PARAM = "schedule"
 """Optuna name of the categorical choice among the job's schedules."""
+WEIGHT_DECAY = "weight_decay"
+
+SHARED_KNOBS: Mapping[str, HParam] = {
+    "batch_size": HParam(64, Domain.integer(1, MAX_BATCH_SIZE), None, "examples per step"),
+    WEIGHT_DECAY: HParam(
+        0.0, Domain.nonnegative(), None, "one weight decay for every optimizer that has one"
+    ),
+    "grad_clip": HParam(
+        None, Domain.interval(0.0, None, low_open=True), None, "global gradient-norm clip"
+    ),
+}
+"""Knobs sampled once per trial, whatever its optimizer (``"shared"`` in a job).
+
+``batch_size`` and ``grad_clip`` override the task's value. ``weight_decay`` replaces
+the per-optimizer ``weight_decay`` spaces with one dimension, so that a comparison does
+not hand one optimizer a decay the others never get. Their Optuna names are the bare
+knob names (``"batch_size"``); an optimizer's or a schedule's parameters always carry
+their ``"<owner>."`` prefix, so the two never collide.
+"""
 
 
 # -- one hyperparameter's space ------------------------------------------------------------
@@ -253,6 +273,12 @@ def schedule_distribution_name(schedule: str, hp: str, space: object | None = No
     return distribution_name(schedule, hp, space)
 
 
+def shared_distribution_name(knob: str, space: object | None = None) -> str:
+    """Optuna's name for a shared knob: the knob itself (``"weight_decay"``), or
+    ``"one_minus_<knob>"`` for a ``one_minus`` prior, as for an optimizer's."""
+    return distribution_name("", knob, space)[1:]
+
+
 # -- the registry ---------------------------------------------------------------------------
 def _shown(name: str) -> str:
     """A user-given name for a message, cut short: keys are not length-checked."""
@@ -393,16 +419,23 @@ class ResolvedSpace(Schema):
     optimizers: dict[str, dict[str, ParamSpace]]
     schedules: dict[str, dict[str, ParamSpace]] = Field(default_factory=dict)
     """Empty when the job names no schedule (the worker then keeps the LR constant)."""
+    shared: dict[str, ParamSpace] = Field(default_factory=dict)
+    """Knobs sampled once per trial for any optimizer (``SHARED_KNOBS``), by their name."""
+    warm_start: ResolvedWarmStart | None = None
+    """The configurations the first slots run (``warm_start`` on the job), null without."""
 
     def tuned_parameters(self) -> dict[str, FloatParam | IntParam | CategoricalParam]:
         """Every sampled space by its Optuna name (``"adamw.lr"`` ...), fixed ones left out."""
         groups = [*self.optimizers.items(), *self.schedules.items()]
-        return {
-            distribution_name(owner, hp, space): space
+        named = [
+            (distribution_name(owner, hp, space), space)
             for owner, spaces in groups
             for hp, space in spaces.items()
-            if not isinstance(space, FixedParam)
-        }
+        ]
+        named += [
+            (shared_distribution_name(knob, space), space) for knob, space in self.shared.items()
+        ]
+        return {name: space for name, space in named if not isinstance(space, FixedParam)}
 
 
 class SearchSpace(Schema):
@@ -511,19 +544,59 @@ class LookaheadSpace(RootModel[Spaces]):
         }
 
 
+# -- knobs shared by every optimizer ------------------------------------------------------
+class SharedSpace(RootModel[Spaces]):
+    """``"shared": {"batch_size": {...}, "weight_decay": {...}, "grad_clip": {...}}``.
+
+    Each knob (``SHARED_KNOBS``) is one dimension sampled for every trial whatever its
+    optimizer; a fixed value is allowed too (``"batch_size": 128``). A knob left out keeps
+    the task's value (``batch_size``, ``grad_clip``) or each optimizer's own space
+    (``weight_decay``).
+    """
+
+    @model_validator(mode="after")
+    def _against_registry(self, info: ValidationInfo) -> Self:
+        if is_stored(info.context):
+            return self
+        raise_errors(
+            "SharedSpace", _hparam_errors("shared", "task", SHARED_KNOBS, {}, self.root, ())
+        )
+        return self
+
+    def apply(self, resolved: ResolvedSpace) -> ResolvedSpace:
+        """The job's space with these knobs: a shared ``weight_decay`` replaces each
+        optimizer's own (the worker hands the shared value to every optimizer that has
+        one)."""
+        shared = dict(self.root)
+        optimizers = resolved.optimizers
+        if WEIGHT_DECAY in shared:
+            optimizers = {
+                name: {hp: s for hp, s in spaces.items() if hp != WEIGHT_DECAY}
+                for name, spaces in optimizers.items()
+            }
+        return ResolvedSpace(optimizers=optimizers, schedules=resolved.schedules, shared=shared)
+
+
 # -- grids ---------------------------------------------------------------------------------
 _Axis: TypeAlias = tuple[str, list[Any]]
 
 
-def _axes(owner: str, spaces: Mapping[str, Any]) -> list[_Axis]:
-    """The (Optuna name, choices) of each tuned parameter of one optimizer or schedule."""
+def _axes(owner: str | None, spaces: Mapping[str, Any]) -> list[_Axis]:
+    """The (Optuna name, choices) of each tuned parameter of one optimizer or schedule,
+    or (``owner=None``) of the shared knobs."""
     axes = []
     for hp, space in spaces.items():
         if isinstance(space, FixedParam):
             continue
         if not isinstance(space, CategoricalParam):
-            raise ValueError(f"{owner}.{hp}: a grid takes categorical or fixed spaces only")
-        axes.append((distribution_name(owner, hp, space), list(space.choices)))
+            where = hp if owner is None else f"{owner}.{hp}"
+            raise ValueError(f"{where}: a grid takes categorical or fixed spaces only")
+        name = (
+            shared_distribution_name(hp, space)
+            if owner is None
+            else distribution_name(owner, hp, space)
+        )
+        axes.append((name, list(space.choices)))
     return axes
 
 
@@ -553,20 +626,27 @@ def grid_points(resolved: ResolvedSpace) -> Iterator[dict[str, Any]]:
     parameters. ``ValueError`` if a tuned space is not categorical.
     """
     groups = _choice_groups(resolved)
-    if len(groups) == 1:
-        yield from _group_points(*groups[0])
-        return
-    for first in _group_points(*groups[0]):
-        for second in _group_points(*groups[1]):
-            yield {**first, **second}
+    shared_axes = _shared_axes(resolved)
+    shared_names = [name for name, _ in shared_axes]
+    for combo in itertools.product(*(_group_points(*group) for group in groups)):
+        point: dict[str, Any] = {}
+        for part in combo:
+            point.update(part)
+        for values in itertools.product(*(choices for _, choices in shared_axes)):
+            yield {**point, **dict(zip(shared_names, values, strict=True))}
+
+
+def _shared_axes(resolved: ResolvedSpace) -> list[_Axis]:
+    return _axes(None, resolved.shared)
 
 
 def grid_size(resolved: ResolvedSpace) -> int:
     """How many points ``grid_points`` yields, counted without enumerating them."""
-    return math.prod(
+    per_group = math.prod(
         sum(math.prod(len(choices) for _, choices in axes) for axes in owners.values())
         for _, owners in _choice_groups(resolved)
     )
+    return per_group * math.prod(len(choices) for _, choices in _shared_axes(resolved))
 
 
 # -- learning-rate sweeps (``mode: sweep``) -------------------------------------------------
@@ -608,7 +688,9 @@ __all__ = [
     "LOOKAHEAD",
     "OPTIMIZER_PARAM",
     "SCHEDULE_PARAM",
+    "SHARED_KNOBS",
     "SWEEP_HP",
+    "WEIGHT_DECAY",
     "CategoricalParam",
     "FixedParam",
     "FloatParam",
@@ -618,12 +700,14 @@ __all__ = [
     "ResolvedSpace",
     "ScheduleSpace",
     "SearchSpace",
+    "SharedSpace",
     "distribution_name",
     "grid_points",
     "grid_size",
     "lookup_optimizer",
     "param_from_space",
     "schedule_distribution_name",
+    "shared_distribution_name",
     "sweep_point",
     "sweep_space",
     "valid_optimizer_names",

@@ -14,7 +14,12 @@ from typing import Any
 
 import optuna
 
-from api_schemas.search_space import distribution_name
+from api_schemas.search_space import (
+    WEIGHT_DECAY,
+    distribution_name,
+    shared_distribution_name,
+)
+from optimizers.registry import get_spec
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class Configuration:
     hyperparameters: dict[str, Any]
     schedule: str = "constant"
     schedule_params: dict[str, Any] = field(default_factory=dict)
+    task_overrides: dict[str, Any] = field(default_factory=dict)
+    """Shared knobs that replace the task's value for this trial (``batch_size``, ``grad_clip``)."""
 
 
 def suggest_value(trial: optuna.Trial, name: str, space: Mapping[str, Any]) -> Any:
@@ -59,10 +66,21 @@ def suggest(trial: optuna.Trial, resolved_space: Mapping[str, Any]) -> Configura
     # a categorical even with one choice, so every trial's params name its optimizer
     optimizer = trial.suggest_categorical("optimizer", sorted(optimizers))
     hyperparameters = _suggest_group(trial, optimizer, optimizers[optimizer])
+    shared = {
+        knob: suggest_value(trial, shared_distribution_name(knob, space), space)
+        for knob, space in (resolved_space.get("shared") or {}).items()
+    }
+    if WEIGHT_DECAY in shared and WEIGHT_DECAY in get_spec(optimizer).hparams:
+        hyperparameters[WEIGHT_DECAY] = shared[WEIGHT_DECAY]
+    overrides = {k: v for k, v in shared.items() if k != WEIGHT_DECAY}
     schedules = resolved_space.get("schedules") or {}
     if not schedules:
-        return Configuration(optimizer, hyperparameters)
+        return Configuration(optimizer, hyperparameters, task_overrides=overrides)
     schedule = trial.suggest_categorical("schedule", sorted(schedules))
     return Configuration(
-        optimizer, hyperparameters, schedule, _suggest_group(trial, schedule, schedules[schedule])
+        optimizer,
+        hyperparameters,
+        schedule,
+        _suggest_group(trial, schedule, schedules[schedule]),
+        overrides,
     )

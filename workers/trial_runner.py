@@ -12,9 +12,9 @@ reason, and the job goes on.
 
 At each epoch boundary the trial checks its job: cancelled, or stopped by a budget
 (job ``timeout``, ``target`` reached), it ends CANCELLED with the reason; past the
-job's ``trial_timeout`` it FAILs with reason ``timeout``. A multi-objective trial
-neither reports nor prunes (Optuna supports neither there) and is told every
-objective's last-epoch value.
+job's ``trial_timeout`` it FAILs with reason ``timeout``. A multi-objective trial is
+told every objective's last-epoch value; it is pruned on its first objective through a
+shadow study (``workers.pruning``), since Optuna prunes single-objective studies only.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from service.models._types import utcnow
 from service.trials import repository as trials
 from workers.objective import Configuration, suggest
 from workers.optuna_storage import get_storage, study_name
+from workers.pruning import Reporter, ShadowReporter, shadow_study
 from workers.samplers import (
     CompareRole,
     PinnedSampler,
@@ -267,10 +268,53 @@ def _versions() -> dict[str, str]:
 
 
 def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uuid.UUID) -> Outcome:
+    """Train and score the trial. Per-epoch values go to the Optuna trial itself with one
+    objective, to a shadow trial of the first objective with several objectives and a
+    pruner (``workers.pruning``), and nowhere otherwise."""
+    shadow = _shadow_reporter(claim)
+    reporter: Reporter | None = otrial if len(lifecycle.objectives(claim.spec)) == 1 else shadow
+    try:
+        outcome = _fit(claim, reporter, config, run_id)
+    except BaseException:
+        _finish_shadow(shadow, TrialState.FAIL, None)
+        raise
+    _finish_shadow(shadow, outcome.run_state, outcome.value)
+    return outcome
+
+
+def _shadow_reporter(claim: Claim) -> ShadowReporter | None:
+    """The shadow trial of a multi-objective job that has a pruner, else None."""
+    spec = claim.spec
+    objectives = lifecycle.objectives(spec)
+    if len(objectives) == 1:
+        return None
+    pruner = build_pruner(spec.get("pruner") or {}, int(spec["task"]["epochs"]))
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        return None
+    name = study_name(str(claim.job_id))
+    return ShadowReporter(shadow_study(name, get_storage(), pruner, objectives[0][1]))
+
+
+_OPTUNA_STATES = {
+    TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+    TrialState.PRUNED: optuna.trial.TrialState.PRUNED,
+}
+
+
+def _finish_shadow(shadow: ShadowReporter | None, state: TrialState, value: float | None) -> None:
+    if shadow is None:
+        return
+    try:
+        shadow.finish(_OPTUNA_STATES.get(state, optuna.trial.TrialState.FAIL), value)
+    except Exception:  # the shadow only steers pruning: never fail the trial for it
+        log.warning("could not end the shadow pruning trial", exc_info=True)
+
+
+def _fit(
+    claim: Claim, reporter: Reporter | None, config: Configuration, run_id: uuid.UUID
+) -> Outcome:
     task = claim.spec["task"]
     metrics = [metric for metric, _ in lifecycle.objectives(claim.spec)]
-    # Optuna reports and prunes single-objective studies only
-    single = len(metrics) == 1
     last: list[float] = []
     final: dict[str, float] = {}  # the last epoch's metrics
     trial_timeout = claim.spec.get("trial_timeout")
@@ -281,12 +325,12 @@ def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uu
         last.append(value)
         final.update(m.metrics)
         _save_point(run_id, m, value)
-        if single:
-            otrial.report(value, m.epoch)
+        if reporter is not None:
+            reporter.report(value, m.epoch)
         _check_job(claim.job_id)
         if trial_timeout is not None and time.monotonic() - started > trial_timeout:
             raise TrialTimedOut(f"timeout: trial ran past trial_timeout={trial_timeout:g}s")
-        if single and otrial.should_prune():
+        if reporter is not None and reporter.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {m.epoch}")
 
     try:
@@ -296,9 +340,9 @@ def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uu
             dataset=task["dataset"]["name"],
             dataset_params=task["dataset"].get("params") or {},
             epochs=int(task["epochs"]),
-            batch_size=int(task.get("batch_size", 64)),
+            batch_size=int(config.task_overrides.get("batch_size", task.get("batch_size", 64))),
             seed=claim.task_seed,
-            grad_clip=task.get("grad_clip"),
+            grad_clip=config.task_overrides.get("grad_clip", task.get("grad_clip")),
             make_optimizer=_optimizer_factory(config),
             make_schedule=_schedule_factory(config),
             on_epoch=on_epoch,
@@ -306,8 +350,8 @@ def _train(claim: Claim, otrial: optuna.Trial, config: Configuration, run_id: uu
     except optuna.TrialPruned as exc:
         return Outcome(TrialState.PRUNED, SlotStatus.DONE, last[-1] if last else None, str(exc))
     except Diverged as exc:
-        if single:
-            otrial.report(math.nan, exc.epoch)
+        if reporter is not None:
+            reporter.report(math.nan, exc.epoch)
         return Outcome(
             TrialState.PRUNED,
             SlotStatus.DONE,

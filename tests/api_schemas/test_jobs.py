@@ -529,7 +529,6 @@ OBJECTIVES = [
     ("change", "loc"),
     [
         ({"sampler": {"name": "cmaes"}}, ("sampler", "name")),
-        ({"pruner": {"name": "median"}}, ("pruner", "name")),
         ({"target": 0.9}, ("target",)),
         ({"objectives": [OBJECTIVES[0], OBJECTIVES[0]]}, ("objectives", 1, "metric")),
     ],

@@ -453,3 +453,86 @@ def test_compare_gives_each_optimizer_the_same_budget_then_confirms(
     means = [row["confirmation_mean"] for row in read["optimizers"]]
     assert means == sorted(means, reverse=True)  # val_accuracy: best first
     assert client.patch(f"/v1/jobs/{job_id}", json={"n_trials": 6}, headers=auth).status_code == 409
+
+
+# -- shared knobs and multi-objective pruning (P4) --------------------------------------------
+def test_shared_knobs_are_sampled_once_and_reach_the_training(
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.trial_runner as runner
+
+    seen: list[tuple[int, float | None]] = []
+    real_train = runner.train
+
+    def spy(**kwargs: Any) -> Any:
+        seen.append((kwargs["batch_size"], kwargs["grad_clip"]))
+        return real_train(**kwargs)
+
+    monkeypatch.setattr(runner, "train", spy)
+    space = {"optimizers": {"sgd": {"lr": 0.1}, "adamw": {"lr": 0.003}}}
+    shared = {
+        "batch_size": {"type": "categorical", "choices": [32, 256]},
+        "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+        "grad_clip": {"type": "float", "low": 0.5, "high": 5.0},
+    }
+    job_id = submit(
+        client,
+        auth,
+        n_trials=4,
+        search_space=space,
+        shared=shared,
+        sampler={"name": "random", "seed": 3},
+    )
+    run_all(job_id, 4)
+    done = runs(job_id)
+    assert {r.state for r in done} == {"complete"}
+    assert len({r.optimizer for r in done}) == 2, "the seed should draw both optimizers"
+    for run, (batch_size, grad_clip) in zip(done, seen, strict=True):
+        # one dimension per knob, whatever the optimizer: no "<optimizer>.weight_decay"
+        assert {"batch_size", "weight_decay", "grad_clip"} <= set(run.params)
+        assert not any(name.endswith(".weight_decay") for name in run.params)
+        assert run.hyperparameters["weight_decay"] == run.params["weight_decay"]
+        assert (batch_size, grad_clip) == (run.params["batch_size"], run.params["grad_clip"])
+
+
+def test_a_multi_objective_job_is_pruned_on_its_first_objective(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """Hopeless learning rates stop early on val_accuracy while train_time rides along."""
+    from workers.pruning import SHADOW_SUFFIX
+
+    lrs = [0.3, 1e-4, 1e-4, 0.3, 1e-4]
+    space = {"optimizers": {"sgd": {"lr": {"type": "categorical", "choices": [1e-4, 0.3]}}}}
+    job_id = submit(
+        client,
+        auth,
+        task={**TINY_TASK, "epochs": 4},
+        n_trials=len(lrs),
+        search_space=space,
+        objectives=[OBJECTIVES[0], {"metric": "train_time", "direction": "minimize"}],
+        sampler={"name": "nsga2", "options": {"population_size": 2}},
+        # after one epoch lr=0.3 is near 0.47 and lr=1e-4 near chance (0.08)
+        pruner={"name": "threshold", "options": {"lower": 0.3}},
+    )
+    study = optuna.create_study(
+        study_name=study_name(str(job_id)),
+        storage=get_storage(),
+        directions=["maximize", "minimize"],
+        load_if_exists=True,
+    )
+    for slot, lr in enumerate(lrs):
+        study.enqueue_trial({"optimizer": "sgd", "sgd.lr": lr})
+        run_trial(str(job_id), slot, "w1")
+    states = [(r.hyperparameters["lr"], r.state, r.failure_reason, r.value) for r in runs(job_id)]
+    assert all(state == "pruned" for lr, state, *_ in states if lr == 1e-4), states
+    assert all(state == "complete" for lr, state, *_ in states if lr == 0.3), states
+    assert epochs_trained(job_id) < len(lrs) * 4
+    assert job_row(job_id).status == "completed"
+    # the job's own study keeps both objectives; the shadow holds the first one
+    main = optuna.load_study(study_name=study_name(str(job_id)), storage=get_storage())
+    assert all(len(t.values) == 2 for t in main.trials if t.state.name == "COMPLETE")
+    assert [t.state.name for t in main.trials].count("PRUNED") == 3
+    shadow = optuna.load_study(
+        study_name=study_name(str(job_id)) + SHADOW_SUFFIX, storage=get_storage()
+    )
+    assert [t.state.name for t in shadow.trials] == [t.state.name for t in main.trials]
