@@ -277,7 +277,7 @@ _SWATS = OptimizerSpec(
         ),
     },
     packs=_BETAS2,
-    fast_path=False,
+    fast_path=True,
     description="Adam that switches to SGD with momentum once its LR estimate settles.",
     reference="https://arxiv.org/abs/1712.07628",
 )

@@ -76,13 +76,13 @@ class SETAdam(Optimizer):
             False (default: True).
         foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
             means yes unless ``fused`` (default: None).
-        fused: compile each tensor's whole update with ``torch.compile`` (see
-            :mod:`optimizers._fused`): the same kernel as the reference path, per-layer
-            reductions included. The reductions (``sum v``, ``sum v^2``, ``min w``)
-            need the updated ``v`` before ``theta`` can move, so this path takes more
-            than one pass over ``v`` (Inductor fuses the reductions into the passes
-            that update the moments and the parameter where it can). Cannot be
-            combined with ``foreach=True`` (default: None, i.e. no).
+        fused: compile each tensor's update with ``torch.compile`` (see
+            :mod:`optimizers._fused`): the same two kernels as the reference path,
+            per-layer reductions included. The reductions (``sum v``, ``sum v^2``,
+            ``min w``) need the updated ``v`` before ``theta`` can move, so this path
+            takes three passes: the moments; one read of ``v`` for the reductions;
+            the parameter. Cannot be combined with ``foreach=True`` (default: None,
+            i.e. no).
 
     Sparse gradients are not supported (``RuntimeError``).
 
@@ -228,21 +228,34 @@ def _set_adam_scalars(
     weight_decay: float,
     eps_mode: str,
     decoupled_weight_decay: bool,
-) -> dict[str, Any]:
-    """Every scalar of one step at step count ``step`` (``eps_mode`` stays structural)."""
-    return {
-        "decay": 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0,
-        "l2": 0.0 if decoupled_weight_decay else weight_decay,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scalars of both passes at step count ``step``: (moments, update).
+
+    ``eps_mode`` is structural, and so are the weight-decay terms that do not apply
+    (``None``: no term, no read of ``theta`` in the moments pass). Whether a term
+    applies depends on the hyperparameters only, never on the step or the current
+    learning rate, so a schedule never changes the structure (never recompiles).
+    """
+    decays = decoupled_weight_decay and weight_decay != 0.0
+    adds_l2 = not decoupled_weight_decay and weight_decay != 0.0
+    moments = {
+        "l2": weight_decay if adds_l2 else None,
         "beta1": beta1,
         "one_minus_beta1": 1.0 - beta1,
         "beta2": beta2,
         "one_minus_beta2": 1.0 - beta2,
+        "eps": eps,
+        "eps_mode": eps_mode,
+    }
+    update = {
+        "decay": 1.0 - lr * weight_decay if decays else None,
         "eps": eps,
         "tau": tau,
         "bias_correction2": 1.0 - beta2**step,
         "step_size": lr / (1.0 - beta1**step),
         "eps_mode": eps_mode,
     }
+    return moments, update
 
 
 def _embed(v: Tensor, scale: Tensor, eps: Any, eps_mode: str) -> Tensor:
@@ -253,38 +266,57 @@ def _embed(v: Tensor, scale: Tensor, eps: Any, eps_mode: str) -> Tensor:
     return w.sqrt()
 
 
-def _set_adam_kernel(
+def _set_adam_moments_kernel(
     param: Tensor,
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     *,
-    decay: Any,
     l2: Any,
     beta1: Any,
     one_minus_beta1: Any,
     beta2: Any,
     one_minus_beta2: Any,
     eps: Any,
+    eps_mode: str,
+) -> None:
+    """First pass of a SET-Adam step for one tensor: the moments (``theta`` is read only
+    for the L2 term).
+
+    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    :func:`_set_adam_scalars`, are Python floats on the reference path and 0-d
+    tensors on the fused one.
+    """
+    if l2 is not None:
+        grad = grad + param * l2
+    exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
+    exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
+    if eps_mode == "accumulate":
+        exp_avg_sq.add_(eps)
+
+
+def _set_adam_update_kernel(
+    param: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    decay: Any,
+    eps: Any,
     tau: Any,
     bias_correction2: Any,
     step_size: Any,
     eps_mode: str,
 ) -> None:
-    """One SET-Adam step for one tensor (one layer); mutates ``param`` and the state.
+    """Second pass: the per-layer reductions of the updated ``v``, then ``theta``.
 
-    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
-    :func:`_set_adam_scalars`, are Python floats on the reference path and 0-d
-    tensors on the fused one. The per-layer reductions are computed here on the
-    whole tensor, on both paths: the fused path compiles one kernel call per tensor,
-    so each reduction covers exactly one layer.
+    The reductions are computed here on the whole tensor, on both paths: the fused
+    path compiles one kernel call per tensor row, so each covers exactly one layer.
+    Only ``theta`` is written, so the compiled kernel reduces over ``v`` in one read
+    and updates ``theta`` in a second, with no temporary buffer: keeping the moments
+    in the first kernel is what spares them a round trip through scratch memory
+    (with both in one kernel, Inductor kept the new ``m`` and ``v`` in temporaries
+    until the last pass).
     """
-    param.mul_(decay)
-    grad = grad + param * l2
-    exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
-    exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
-    if eps_mode == "accumulate":
-        exp_avg_sq.add_(eps)
     n1 = torch.linalg.vector_norm(exp_avg_sq, 1, dtype=torch.float64)
     n2 = torch.linalg.vector_norm(exp_avg_sq, 2, dtype=torch.float64)
     scale = (_cos2(n1, n2, exp_avg_sq.numel()) / bias_correction2).to(exp_avg_sq.dtype)
@@ -292,6 +324,8 @@ def _set_adam_kernel(
     # over the updated v, taken in the same pass as the norms.
     w = _embed(exp_avg_sq, scale, eps, eps_mode)
     w = w - _embed(exp_avg_sq.min(), scale, eps, eps_mode) * tau
+    if decay is not None:
+        param.mul_(decay)
     param.sub_(_safe_div(exp_avg, w) * step_size)
 
 
@@ -303,11 +337,11 @@ def _single_tensor_set_adam(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Reference path: ``_set_adam_kernel`` run eagerly on each tensor in turn."""
+    """Reference path: the two kernels run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
-        _set_adam_kernel(
-            param, grads[i], exp_avgs[i], exp_avg_sqs[i], **_set_adam_scalars(steps[i], **hparams)
-        )
+        moments, update = _set_adam_scalars(steps[i], **hparams)
+        _set_adam_moments_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], **moments)
+        _set_adam_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], **update)
 
 
 def _fused_set_adam(
@@ -318,12 +352,18 @@ def _fused_set_adam(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Fused path: ``_set_adam_kernel`` compiled, reductions included (see the class)."""
+    """Fused path: the two kernels compiled, one after the other over all tensors."""
     apply_fused(
-        _set_adam_kernel,
+        _set_adam_moments_kernel,
         [params, grads, exp_avgs, exp_avg_sqs],
         steps,
-        lambda step: _set_adam_scalars(step, **hparams),
+        lambda step: _set_adam_scalars(step, **hparams)[0],
+    )
+    apply_fused(
+        _set_adam_update_kernel,
+        [params, exp_avgs, exp_avg_sqs],
+        steps,
+        lambda step: _set_adam_scalars(step, **hparams)[1],
     )
 
 
@@ -343,7 +383,7 @@ def _multi_tensor_set_adam(
     eps_mode: str,
     decoupled_weight_decay: bool,
 ) -> None:
-    """The math of ``_set_adam_kernel`` with ``torch._foreach_*`` ops.
+    """The math of the two ``_set_adam_*_kernel`` with ``torch._foreach_*`` ops.
 
     Tensors are bucketed by device, dtype and step count. The per-layer scalars
     (``c``, ``min(w)``) stay 0-dim tensors, so nothing syncs with the device; only

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, overload
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optimizers._common import _check_betas, _check_nonnegative
+from optimizers._common import (
+    _advance,
+    _buckets,
+    _check_betas,
+    _check_impl,
+    _check_nonnegative,
+    _choose_impl,
+    _closure_loss,
+)
+from optimizers._fused import Row, UpdateFn, apply_fused, fused_kernel, scalar_dtype
 
 __all__ = ["SWATS"]
 
@@ -46,11 +56,13 @@ class SWATS(Optimizer):
     ``"global"`` takes the dot products over all tensors of a param group, which then
     switches once, as a whole.
 
-    Two safeguards go beyond the paper: a switch needs ``Lambda > 0`` (a negative
-    estimate, possible when Adam steps uphill, would make SGD ascend), and after the
+    Three safeguards go beyond the paper: a switch needs ``Lambda > 0`` (a negative
+    estimate, possible when Adam steps uphill, would make SGD ascend); after the
     switch the SGD step follows the group's learning rate proportionally,
     ``(1 - b1) * Lambda * lr / lr_switch`` with ``lr_switch`` the rate at the switch,
-    so a learning-rate schedule keeps acting; with a constant rate this is the paper.
+    so a learning-rate schedule keeps acting (with a constant rate this is the
+    paper); and with ``eps = 0`` an entry whose ``sqrt(a)`` is 0 takes no Adam step
+    (``x / 0 := 0``) instead of ``nan``.
 
     State per parameter: ``step`` (float32 CPU tensor), ``exp_avg`` and ``exp_avg_sq``
     (freed at the switch), ``momentum_buffer`` (from the switch on), and the record of
@@ -58,7 +70,7 @@ class SWATS(Optimizer):
     ``None``), ``sgd_lr`` (``(1 - b1) * Lambda``, the learning rate of the equivalent
     ``torch.optim.SGD(momentum=b1)``), ``switch_lr`` and, with the global scope,
     ``group_step``. With the global scope every tensor of the group holds the same
-    record.
+    record. The state is the same on every path, so a run may change path on resume.
 
     Args:
         params: iterable of parameters or of param-group dicts.
@@ -73,6 +85,14 @@ class SWATS(Optimizer):
             "absolute").
         gamma_scope: ``"layer"`` (per tensor) or ``"global"`` (per param group)
             (default: "layer").
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
+            means yes unless ``fused`` (default: None).
+        fused: compile each tensor's update with ``torch.compile`` (see
+            :mod:`optimizers._fused`): in the Adam phase one pass per tensor computes
+            the step and both dot products ``p.p`` and ``p.g`` of the projection; in
+            the SGD phase one pass updates the momentum and the parameter. The switch
+            test itself runs on the host, once per step, on every path. Cannot be
+            combined with ``foreach=True`` (default: None, i.e. no).
 
     Sparse gradients and complex parameters are not supported (``RuntimeError``).
 
@@ -91,7 +111,11 @@ class SWATS(Optimizer):
         switch_eps: float = 1e-9,
         switch_test: str = "absolute",
         gamma_scope: str = "layer",
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        _check_impl(foreach, fused)
         _check_nonnegative("learning rate", lr)
         _check_betas(betas)
         _check_nonnegative("epsilon value", eps)
@@ -112,6 +136,8 @@ class SWATS(Optimizer):
             "switch_eps": switch_eps,
             "switch_test": switch_test,
             "gamma_scope": gamma_scope,
+            "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -120,6 +146,8 @@ class SWATS(Optimizer):
         for group in self.param_groups:
             group.setdefault("switch_test", "absolute")
             group.setdefault("gamma_scope", "layer")
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
@@ -155,10 +183,7 @@ class SWATS(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             scope_global = group["gamma_scope"] == "global"
             if scope_global:
@@ -169,20 +194,20 @@ class SWATS(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            hparams: dict[str, Any] = {
-                "lr": group["lr"],
-                "beta1": beta1,
-                "beta2": beta2,
-                "eps": group["eps"],
-                "weight_decay": group["weight_decay"],
-                "switch_eps": group["switch_eps"],
-                "switch_test": group["switch_test"],
-            }
+            hp = _Hyper(
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                switch_eps=group["switch_eps"],
+                switch_test=group["switch_test"],
+            )
+            impl = _choose_impl(group, _REFERENCE, _FOREACH, _FUSED)
             if scope_global:
-                record = _single_tensor_swats_global(params, grads, states, **hparams)
-                self._share_record(group, record)
+                self._share_record(group, _global_scope_step(impl, params, grads, states, hp))
             else:
-                _single_tensor_swats(params, grads, states, **hparams)
+                _layer_scope_step(impl, params, grads, states, hp)
         return loss
 
     def _group_record(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -209,46 +234,303 @@ def _new_record(global_scope: bool = False) -> dict[str, Any]:
     return record
 
 
-def _advance(step_t: Tensor) -> int:
-    step_t += 1
-    return int(step_t.item())
+@dataclass(frozen=True)
+class _Hyper:
+    """A param group's hyperparameters for one step."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    switch_eps: float
+    switch_test: str
+
+    @property
+    def l2(self) -> float | None:
+        """The L2 coefficient, ``None`` (structural: no term at all) when it is 0."""
+        return self.weight_decay if self.weight_decay != 0.0 else None
 
 
-def _dot(a: Tensor, b: Tensor) -> float:
-    """``a . b`` over all elements, accumulated in at least float32."""
-    acc = torch.float64 if a.dtype == torch.float64 else torch.float32
-    return float(torch.dot(a.reshape(-1).to(acc), b.reshape(-1).to(acc)).item())
+# -- the per-tensor kernels: the math of both phases, shared by every path --------------
+def _adam_scalars(step: int, hp: _Hyper) -> dict[str, Any]:
+    """Every scalar of an Adam-phase step at step count ``step``."""
+    bias_correction1 = 1.0 - hp.beta1**step
+    bias_correction2 = 1.0 - hp.beta2**step
+    return {
+        "l2": hp.l2,
+        "beta1": hp.beta1,
+        "one_minus_beta1": 1.0 - hp.beta1,
+        "beta2": hp.beta2,
+        "one_minus_beta2": 1.0 - hp.beta2,
+        "eps": hp.eps,
+        "neg_step_size": -hp.lr * math.sqrt(bias_correction2) / bias_correction1,
+    }
 
 
-def _swats_adam_update(
+def _accumulate_dots(p_k: Tensor, grad: Tensor, dots: Tensor) -> None:
+    """``dots += (p.p, p.g)``, accumulated in ``dots``' dtype (at least float32)."""
+    p = p_k.to(dots.dtype)
+    g = grad.to(dots.dtype)
+    dots.add_(torch.stack([(p * p).sum(), (p * g).sum()]))
+
+
+def _adam_kernel(
     param: Tensor,
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     *,
-    step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-) -> Tensor:
-    """Algorithm 1, lines 10-13, for one tensor: apply the Adam step ``p`` and return it."""
-    exp_avg.lerp_(grad, 1.0 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-    step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-    p_k = exp_avg.div(exp_avg_sq.sqrt().add_(eps)).mul_(-step_size)
-    param.add_(p_k)
-    return p_k
-
-
-def _swats_sgd_update(
-    param: Tensor, grad: Tensor, momentum_buffer: Tensor, *, lr: float, beta1: float
+    dots: Tensor,
+    l2: Any,
+    beta1: Any,
+    one_minus_beta1: Any,
+    beta2: Any,
+    one_minus_beta2: Any,
+    eps: Any,
+    neg_step_size: Any,
 ) -> None:
-    """Algorithm 1, lines 6-7, for one tensor; ``lr`` is ``(1 - b1) * Lambda``."""
+    """Algorithm 1, lines 10-13, for one tensor, plus the dot products of lines 14-15.
+
+    Applies the Adam step ``p`` to ``param`` and adds ``(p.p, p.g)`` to ``dots``.
+    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    :func:`_adam_scalars`, are Python floats on the reference path and 0-d tensors on
+    the fused one, where the step and both reductions share one pass over the tensor.
+    """
+    if l2 is not None:
+        grad = grad + param * l2
+    exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
+    exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
+    denom = exp_avg_sq.sqrt() + eps
+    p_k = _safe_div(exp_avg, denom) * neg_step_size
+    param.add_(p_k)
+    _accumulate_dots(p_k, grad, dots)
+
+
+def _safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` with 0 where ``den == 0`` (only possible with ``eps = 0``)."""
+    return torch.where(den == 0, 0.0, num / den)
+
+
+def _sgd_kernel(
+    param: Tensor,
+    grad: Tensor,
+    momentum_buffer: Tensor,
+    *,
+    l2: Any,
+    beta1: Any,
+    neg_lr: Any,
+) -> None:
+    """Algorithm 1, lines 6-7, for one tensor; ``-neg_lr`` is ``(1 - b1) * Lambda``."""
+    if l2 is not None:
+        grad = grad + param * l2
     momentum_buffer.mul_(beta1).add_(grad)
-    param.add_(momentum_buffer, alpha=-lr)
+    param.add_(momentum_buffer * neg_lr)
 
 
+# -- the three paths: each runs the two phases on lists of tensors -----------------------
+_Tensors = list[Tensor]
+_AdamPhase = Callable[[_Tensors, _Tensors, _Tensors, _Tensors, list[int], _Hyper], Tensor]
+_SgdPhase = Callable[[_Tensors, _Tensors, _Tensors, list[float], _Hyper], None]
+
+
+@dataclass(frozen=True)
+class _Path:
+    """One implementation of both phases.
+
+    ``adam(params, grads, exp_avgs, exp_avg_sqs, steps, hp)`` updates the tensors and
+    returns their dot products ``(p.p, p.g)``, one row per tensor (float64 on CPU);
+    ``sgd(params, grads, momentum_buffers, sgd_lrs, hp)`` takes each tensor's rate.
+    """
+
+    adam: _AdamPhase
+    sgd: _SgdPhase
+
+
+def _new_dots(params: list[Tensor]) -> list[Tensor]:
+    return [torch.zeros(2, dtype=scalar_dtype(p.dtype), device=p.device) for p in params]
+
+
+def _dots_to_host(dots: list[Tensor]) -> Tensor:
+    """One host copy for all tensors' dot products (one device sync per step)."""
+    device = dots[0].device
+    return torch.stack([d.to(device, torch.float64) for d in dots]).cpu()
+
+
+def _single_tensor_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    hp: _Hyper,
+) -> Tensor:
+    """Reference path: ``_adam_kernel`` run eagerly on each tensor in turn."""
+    dots = _new_dots(params)
+    for i, param in enumerate(params):
+        scalars = _adam_scalars(steps[i], hp)
+        _adam_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], dots=dots[i], **scalars)
+    return _dots_to_host(dots)
+
+
+def _single_tensor_sgd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    sgd_lrs: list[float],
+    hp: _Hyper,
+) -> None:
+    """Reference path: ``_sgd_kernel`` run eagerly on each tensor in turn."""
+    for param, grad, buf, sgd_lr in zip(params, grads, bufs, sgd_lrs, strict=True):
+        _sgd_kernel(param, grad, buf, l2=hp.l2, beta1=hp.beta1, neg_lr=-sgd_lr)
+
+
+def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``value`` for an in-place ``_foreach_`` op, as a 0-d tensor.
+
+    An in-place ``_foreach_`` op rounds a Python scalar to the tensors' dtype first
+    (``0.9`` becomes ``0.8984375`` in bf16), while the reference's ``mul_`` computes in
+    float32; a float32 (float64 for float64 tensors) 0-d tensor computes as it does.
+    """
+    return torch.full((), value, dtype=scalar_dtype(dtype), device=device)
+
+
+def _multi_tensor_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    hp: _Hyper,
+) -> Tensor:
+    """The math of ``_adam_kernel`` with ``torch._foreach_*`` ops, op for op (bitwise).
+
+    Bucketed by device, dtype and step count; the dot products are reduced tensor by
+    tensor, as on the reference path.
+    """
+    dots = _new_dots(params)
+    for (device, dtype, step), idx in _buckets(params, steps).items():
+        sc = _adam_scalars(step, hp)
+        beta1, beta2, eps, neg_step_size = (
+            _scalar(sc[key], dtype, device) for key in ("beta1", "beta2", "eps", "neg_step_size")
+        )
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        m = [exp_avgs[i] for i in idx]
+        v = [exp_avg_sqs[i] for i in idx]
+        if hp.l2 is not None:
+            g = list(torch._foreach_add(g, torch._foreach_mul(p, hp.l2)))
+        torch._foreach_mul_(m, beta1)
+        torch._foreach_add_(m, torch._foreach_mul(g, sc["one_minus_beta1"]))
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_add_(v, torch._foreach_mul(torch._foreach_mul(g, g), sc["one_minus_beta2"]))
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, eps)
+        if hp.eps == 0.0:  # with eps > 0 no denominator is 0: the guard is the division
+            p_k = [_safe_div(num, den) for num, den in zip(m, denom, strict=True)]
+        else:
+            p_k = list(torch._foreach_div(m, denom))
+        del denom
+        torch._foreach_mul_(p_k, neg_step_size)
+        torch._foreach_add_(p, p_k)
+        for i, step_i, grad_i in zip(idx, p_k, g, strict=True):
+            _accumulate_dots(step_i, grad_i, dots[i])
+    return _dots_to_host(dots)
+
+
+def _multi_tensor_sgd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    sgd_lrs: list[float],
+    hp: _Hyper,
+) -> None:
+    """The math of ``_sgd_kernel`` with ``torch._foreach_*`` ops (per-tensor rates)."""
+    for (device, dtype, _), idx in _buckets(params, [0] * len(params)).items():
+        p = [params[i] for i in idx]
+        g = [grads[i] for i in idx]
+        b = [bufs[i] for i in idx]
+        if hp.l2 is not None:
+            g = list(torch._foreach_add(g, torch._foreach_mul(p, hp.l2)))
+        torch._foreach_mul_(b, _scalar(hp.beta1, dtype, device))
+        torch._foreach_add_(b, g)
+        torch._foreach_add_(p, torch._foreach_mul(b, [-sgd_lrs[i] for i in idx]))
+
+
+def _run_per_row(
+    fn: UpdateFn,
+    rows: Sequence[Row],
+    name: str,
+    values: Sequence[Tensor],
+    scalars: Mapping[str, object],
+) -> None:
+    """Run ``fn(*rows[i], **scalars, name=values[i])`` fused, for every ``i``.
+
+    A kernel bound by :mod:`optimizers._fused` shares its keywords between all the
+    tensors of a compiled call, and ``_adam_kernel`` needs one accumulator per tensor.
+    So it is bound once per bucket (the scalars become 0-d tensors once; a new key
+    compiles once) and run one tensor per call, with that tensor's accumulator in
+    place of the bound one. The call's padding rows (zeros) see the same accumulator:
+    the kernel must add exactly nothing from a zero row. One call per tensor costs
+    more per tensor than ``_fused``'s batches of ``ROWS_PER_CALL``.
+    """
+    # The warm-up compile of a new key runs on zeros: it gets a throwaway tensor.
+    bound = fused_kernel(fn).bind(rows[0], **{name: torch.zeros_like(values[0])}, **scalars)
+    for row, value in zip(rows, values, strict=True):
+        replace(bound, kwargs={**bound.kwargs, name: value}).run([row])
+
+
+def _fused_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    hp: _Hyper,
+) -> Tensor:
+    """Fused path: ``_adam_kernel`` compiled, the dot products in the same pass.
+
+    Each tensor has its own ``dots`` accumulator (see :func:`_run_per_row`); a
+    zero row's step is exactly 0 (``_safe_div`` even with ``eps = 0``), so the
+    padding rows of a compiled call add exactly nothing to it.
+    """
+    dots = _new_dots(params)
+    for (_, _, step), idx in _buckets(params, steps).items():
+        rows = [(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]) for i in idx]
+        _run_per_row(_adam_kernel, rows, "dots", [dots[i] for i in idx], _adam_scalars(step, hp))
+    return _dots_to_host(dots)
+
+
+def _fused_sgd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    sgd_lrs: list[float],
+    hp: _Hyper,
+) -> None:
+    """Fused path: ``_sgd_kernel`` compiled, one call per distinct rate."""
+    by_rate: dict[float, list[int]] = {}
+    for i, rate in enumerate(sgd_lrs):
+        by_rate.setdefault(rate, []).append(i)
+    for rate, idx in by_rate.items():
+
+        def scalars(_step: int, rate: float = rate) -> dict[str, Any]:
+            return {"l2": hp.l2, "beta1": hp.beta1, "neg_lr": -rate}
+
+        apply_fused(
+            _sgd_kernel,
+            [[lst[i] for i in idx] for lst in (params, grads, bufs)],
+            [0] * len(idx),
+            scalars,
+        )
+
+
+_REFERENCE = _Path(_single_tensor_adam, _single_tensor_sgd)
+_FOREACH = _Path(_multi_tensor_adam, _multi_tensor_sgd)
+_FUSED = _Path(_fused_adam, _fused_sgd)
+
+
+# -- Algorithm 1's bookkeeping: the projection, the switch, the two scopes ---------------
 def _projection(
     pp: float,
     pg: float,
@@ -285,115 +567,112 @@ def _switch(record: dict[str, Any], k: int, lam_hat: float, lr: float, beta1: fl
 
 
 def _sgd_phase(
+    path: _Path,
     params: list[Tensor],
     grads: list[Tensor],
     states: list[dict[str, Any]],
-    *,
-    lr: float,
-    beta1: float,
+    sgd_lrs: list[float],
+    hp: _Hyper,
 ) -> None:
-    for param, grad, state in zip(params, grads, states, strict=True):
-        buf = state.get("momentum_buffer")
-        if buf is None:
-            buf = state["momentum_buffer"] = torch.zeros_like(
-                param, memory_format=torch.preserve_format
-            )
-        _swats_sgd_update(param, grad, buf, lr=_sgd_lr(state, lr), beta1=beta1)
+    """Run the SGD phase; the momentum buffer starts at 0 on a tensor's first SGD step."""
+    bufs = []
+    for param, state in zip(params, states, strict=True):
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        bufs.append(state["momentum_buffer"])
+    path.sgd(params, grads, bufs, sgd_lrs, hp)
 
 
-def _l2(params: list[Tensor], grads: list[Tensor], weight_decay: float) -> list[Tensor]:
-    if weight_decay == 0.0:
-        return grads
-    return [g.add(p, alpha=weight_decay) for p, g in zip(params, grads, strict=True)]
-
-
-def _single_tensor_swats(
+def _adam_phase(
+    path: _Path,
     params: list[Tensor],
     grads: list[Tensor],
     states: list[dict[str, Any]],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    switch_eps: float,
-    switch_test: str,
+    steps: list[int],
+    hp: _Hyper,
+) -> list[tuple[float, float]]:
+    """Run the Adam phase; return each tensor's ``(p.p, p.g)`` as Python floats."""
+    exp_avgs = [state["exp_avg"] for state in states]
+    exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+    dots = path.adam(params, grads, exp_avgs, exp_avg_sqs, steps, hp)
+    return [(pp, pg) for pp, pg in dots.tolist()]
+
+
+def _layer_scope_step(
+    path: _Path,
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    hp: _Hyper,
 ) -> None:
-    """Reference path, ``gamma_scope="layer"``: each tensor runs Algorithm 1 on its own."""
-    grads = _l2(params, grads, weight_decay)
-    for param, grad, state in zip(params, grads, states, strict=True):
-        k = _advance(state["step"])
-        if state["switch_step"] is not None:
-            _sgd_phase([param], [grad], [state], lr=lr, beta1=beta1)
-            continue
-        p_k = _swats_adam_update(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=k,
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
+    """``gamma_scope="layer"``: each tensor runs Algorithm 1 on its own."""
+    steps = _advance([state["step"] for state in states])
+    sgd = [i for i, state in enumerate(states) if state["switch_step"] is not None]
+    adam = [i for i, state in enumerate(states) if state["switch_step"] is None]
+    if sgd:
+        _sgd_phase(
+            path,
+            [params[i] for i in sgd],
+            [grads[i] for i in sgd],
+            [states[i] for i in sgd],
+            [_sgd_lr(states[i], hp.lr) for i in sgd],
+            hp,
         )
+    if not adam:
+        return
+    dots = _adam_phase(
+        path,
+        [params[i] for i in adam],
+        [grads[i] for i in adam],
+        [states[i] for i in adam],
+        [steps[i] for i in adam],
+        hp,
+    )
+    for i, (pp, pg) in zip(adam, dots, strict=True):
+        state, k = states[i], steps[i]
         state["lambda"], lam_hat = _projection(
-            _dot(p_k, p_k),
-            _dot(p_k, grad),
+            pp,
+            pg,
             state["lambda"],
             k,
-            beta2=beta2,
-            switch_eps=switch_eps,
-            switch_test=switch_test,
+            beta2=hp.beta2,
+            switch_eps=hp.switch_eps,
+            switch_test=hp.switch_test,
         )
         if lam_hat is not None:
-            _switch(state, k, lam_hat, lr, beta1)
+            _switch(state, k, lam_hat, hp.lr, hp.beta1)
             del state["exp_avg"], state["exp_avg_sq"]
 
 
-def _single_tensor_swats_global(
+def _global_scope_step(
+    path: _Path,
     params: list[Tensor],
     grads: list[Tensor],
     states: list[dict[str, Any]],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    switch_eps: float,
-    switch_test: str,
+    hp: _Hyper,
 ) -> dict[str, Any]:
-    """Reference path, ``gamma_scope="global"``: one ``gamma`` and one switch per group.
+    """``gamma_scope="global"``: one ``gamma`` and one switch per group.
 
     ``states`` all hold the group's record on entry; the updated record is returned.
     """
-    grads = _l2(params, grads, weight_decay)
     record = {key: states[0][key] for key in _RECORD_KEYS}
-    steps = [_advance(state["step"]) for state in states]
+    steps = _advance([state["step"] for state in states])
     if record["switch_step"] is not None:
-        _sgd_phase(params, grads, states, lr=lr, beta1=beta1)
+        _sgd_phase(path, params, grads, states, [_sgd_lr(record, hp.lr)] * len(params), hp)
         return record
-    pp = pg = 0.0
-    for param, grad, state, step in zip(params, grads, states, steps, strict=True):
-        p_k = _swats_adam_update(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=step,
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-        )
-        pp += _dot(p_k, p_k)
-        pg += _dot(p_k, grad)
+    dots = _adam_phase(path, params, grads, states, steps, hp)
+    pp = sum(d[0] for d in dots)
+    pg = sum(d[1] for d in dots)
     k = record["group_step"] = record["group_step"] + 1
     record["lambda"], lam_hat = _projection(
-        pp, pg, record["lambda"], k, beta2=beta2, switch_eps=switch_eps, switch_test=switch_test
+        pp,
+        pg,
+        record["lambda"],
+        k,
+        beta2=hp.beta2,
+        switch_eps=hp.switch_eps,
+        switch_test=hp.switch_test,
     )
     if lam_hat is not None:
-        _switch(record, k, lam_hat, lr, beta1)
+        _switch(record, k, lam_hat, hp.lr, hp.beta1)
     return record

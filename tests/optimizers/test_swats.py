@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -228,3 +229,74 @@ def test_registry_defaults_match_the_class() -> None:
     opt = build("swats", [torch.zeros(3, requires_grad=True)], gamma_scope="global")
     assert isinstance(opt, SWATS)
     assert opt.param_groups[0]["gamma_scope"] == "global"
+
+
+# -- the fast paths against the reference, across the switch --------------------------------
+# (130, 130) and (20_000,) are above optimizers._fused's CPU eager threshold, so the
+# compiled kernels run on them; the small tensors take the eager branch.
+FAST_SHAPES = [(130, 130), (20_000,), (5,), (2, 2, 3)]
+FAST_STEPS = 60
+# Switch steps on the reference, and the least distance of |L_hat - gamma| / tolerance
+# from 1 over the run (a path's rounding moves it by ~1e-12): layer [13, never, never,
+# 42], 45%; global 13, 16%; L2 with eps = 0 (layer) [13, 14, never, 4], 1.8%.
+FAST_CONFIGS = {
+    "layer": {"lr": 1e-2, "switch_eps": 3e-4, "switch_test": "relative"},
+    "global": {"lr": 1e-2, "switch_eps": 5e-4, "switch_test": "relative", "gamma_scope": "global"},
+    "l2-eps0": {
+        "lr": 1e-2,
+        "switch_eps": 5e-4,
+        "switch_test": "relative",
+        "weight_decay": 0.05,
+        "eps": 0.0,
+    },
+}
+FAST_PATHS = [
+    pytest.param({"foreach": True}, id="foreach"),
+    pytest.param({"fused": True}, id="fused", marks=pytest.mark.slow),
+]
+
+
+def _run_fast_problem(
+    config: dict[str, Any], impl: dict[str, bool]
+) -> tuple[list[torch.Tensor], SWATS]:
+    rng = np.random.default_rng(1)
+    problem = [
+        {
+            "theta": rng.standard_normal(s),
+            "h": rng.uniform(0.5, 2.0, s),
+            "target": rng.standard_normal(s),
+        }
+        for s in FAST_SHAPES
+    ]
+    params = [torch.tensor(p["theta"]) for p in problem]
+    opt = SWATS(params, **config, **impl)
+    for _ in range(FAST_STEPS):
+        for p, prob in zip(params, problem, strict=True):
+            p.grad = torch.from_numpy(_grad(prob, p.numpy()))
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("impl", FAST_PATHS)
+@pytest.mark.parametrize("config", FAST_CONFIGS.values(), ids=FAST_CONFIGS.keys())
+def test_fast_path_matches_reference_across_the_switch(
+    config: dict[str, Any], impl: dict[str, bool]
+) -> None:
+    """Same switch step, same Lambda, same parameters and buffers (float64, 1e-10)."""
+    ref_params, ref_opt = _run_fast_problem(config, {"foreach": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a compile failure would fall back
+        params, opt = _run_fast_problem(config, impl)
+    switches = [ref_opt.state[p]["switch_step"] for p in ref_params]
+    assert any(s is not None and 2 < s < FAST_STEPS // 2 for s in switches)  # both phases run
+    for p, q in zip(params, ref_params, strict=True):
+        state, ref_state = opt.state[p], ref_opt.state[q]
+        assert set(state) == set(ref_state)
+        for key, value in ref_state.items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(state[key], value, rtol=1e-10, atol=1e-12, msg=key)
+            elif isinstance(value, float):
+                assert state[key] == pytest.approx(value, rel=1e-10, abs=1e-300), key
+            else:
+                assert state[key] == value, key  # switch_step, group_step
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
