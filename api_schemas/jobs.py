@@ -61,6 +61,7 @@ from api_schemas.trials import (
     TrialState,
     encode_value_fields,
 )
+from api_schemas.warm_start import WarmStart, warm_start_conflicts
 from optimizers.registry import WRAPPER_SEPARATOR
 
 CatalogName: TypeAlias = Annotated[
@@ -422,6 +423,8 @@ class JobCreate(Schema):
     mode: Literal["tune", "compare", "sweep"] = "tune"
     confirm_seeds: Annotated[int, Field(strict=True, ge=0, le=MAX_CONFIRM_SEEDS)] = 0
     sweep: SweepSpec | None = None
+    warm_start: WarmStart | None = None
+    """Run past good configurations first (see ``api_schemas.warm_start``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -452,6 +455,9 @@ class JobCreate(Schema):
             self.sweep = SweepSpec()  # stored explicitly: the default grid may change
         errors = _lookahead_errors(self) + _objective_errors(self) + _compare_errors(self)
         errors += _sweep_errors(self) + _shared_errors(self)
+        errors += warm_start_conflicts(
+            self.warm_start, mode=self.mode, sampler=self.sampler.name, n_trials=self.n_trials
+        )
         if self.sampler.name == "grid" and self.mode != "sweep" and not errors:
             errors = _grid_errors(self)
         raise_errors("JobCreate", errors)
@@ -667,6 +673,10 @@ class JobRead(Schema):
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
+    event_seq: int = 0
+    """The job's last event so far: a client that has read the job, its trials and its
+    curves follows ``GET /v1/jobs/{id}/events`` from here (``Last-Event-ID``) instead of
+    replaying the whole history."""
 
 
 class ParetoTrial(Schema):

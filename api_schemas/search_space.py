@@ -574,7 +574,7 @@ class SharedSpace(RootModel[Spaces]):
                 name: {hp: s for hp, s in spaces.items() if hp != WEIGHT_DECAY}
                 for name, spaces in optimizers.items()
             }
-        return ResolvedSpace(optimizers=optimizers, schedules=resolved.schedules, shared=shared)
+        return resolved.model_copy(update={"optimizers": optimizers, "shared": shared})
 
 
 # -- grids ---------------------------------------------------------------------------------

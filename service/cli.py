@@ -8,15 +8,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
+import httpx
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from service.config import get_settings
+
+if TYPE_CHECKING:
+    from service.client import Client
 
 app = typer.Typer(
     help="optserve: which optimizer, with which hyperparameters.", no_args_is_help=True
@@ -26,11 +31,17 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 console = Console()
+err_console = Console(stderr=True)
 
 URL = Annotated[str, typer.Option(envvar="OPTSERVE_URL", help="API base URL")]
 KEY = Annotated[
     str | None, typer.Option(envvar="OPTSERVE_API_KEY", help="API key (default: the data folder's)")
 ]
+DEFAULT_URL = "http://127.0.0.1:8000"
+TrialsFormat = Literal["table", "json"]
+BestFormat = Literal["json", "yaml", "python"]
+ExportFormat = Literal["csv", "parquet", "json"]
+T = TypeVar("T")
 
 
 def _key_file() -> Path:
@@ -128,11 +139,10 @@ def _worker_per_gpu(ids: list[str]) -> None:
 @app.command()
 def reconciler() -> None:
     """Reap lost trials, re-publish lost messages, dispatch and finish jobs, forever."""
-    import logging
-
+    from service import logs
     from workers.reconcile import run_forever
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s reconciler %(message)s")
+    logs.configure("reconciler", optuna=True)
     run_forever()
 
 
@@ -196,7 +206,11 @@ def keys_create(
 
 
 # -- jobs --------------------------------------------------------------------------------
-def _client(url: str, key: str | None) -> Any:
+# Every command below talks to the API through ``service.client.Client``: one code path.
+JobArg = Annotated[str, typer.Argument(help="job id")]
+
+
+def _client(url: str, key: str | None) -> Client:
     from service.client import Client
 
     if key is None:
@@ -214,13 +228,17 @@ def _load_spec(path: Path) -> dict[str, Any]:
     return data
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a client call; an API error is printed with its body and exits 1."""
     from service.client import ApiError
 
     try:
         return fn(*args, **kwargs)
     except ApiError as exc:
-        console.print(f"[red]error {exc.status_code}[/red]: {json.dumps(exc.body, indent=2)}")
+        err_console.print(f"[red]error {exc.status_code}[/red]: {json.dumps(exc.body, indent=2)}")
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        err_console.print(f"[red]cannot reach the API[/red]: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -228,7 +246,7 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def submit(
     file: Path,
     watch: Annotated[bool, typer.Option("--watch", help="follow until the job ends")] = False,
-    url: URL = "http://127.0.0.1:8000",
+    url: URL = DEFAULT_URL,
     key: KEY = None,
 ) -> None:
     """Submit a job from a YAML or JSON file."""
@@ -239,47 +257,156 @@ def submit(
         _watch(client, str(job.id))
 
 
-def _watch(client: Any, job_id: str) -> None:
-    def show(job: Any) -> None:
-        counts = ", ".join(f"{k} {v}" for k, v in job.counts.items() if v)
-        best = f" best {job.best.value:.4g}" if job.best and job.best.value is not None else ""
-        console.print(
-            f"{job.status}: {job.n_finished}/{job.spec.n_trials} finished ({counts}){best}"
-        )
+@app.command()
+def watch(job_id: JobArg, url: URL = DEFAULT_URL, key: KEY = None) -> None:
+    """Follow a job live (progress bar, top trials) until it ends, then print its best."""
+    _watch(_client(url, key), job_id)
 
-    job = client.wait(job_id, poll_s=2.0, on_update=show)
-    if job.best is not None:
-        console.print_json(job.best.model_dump_json())
+
+def _watch(client: Client, job_id: str) -> None:
+    """The live display until the job ends; the output ends with the best configuration."""
+    from service.client import ApiError
+
+    try:
+        job = _call(client.wait, job_id, progress=True, console=console)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; the job goes on (`optserve watch {job_id}`)")
+        raise typer.Exit(130) from None
+    console.print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
+    try:
+        best = client.best(job_id)
+    except ApiError:
+        console.print("no completed trial: no best configuration")
+        raise typer.Exit(1) from None
+    console.print("best configuration:")
+    typer.echo(best.model_dump_json(indent=2))
 
 
 @app.command()
-def jobs(url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+def jobs(
+    status: Annotated[str | None, typer.Option(help="only jobs in this status")] = None,
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 50,
+    url: URL = DEFAULT_URL,
+    key: KEY = None,
+) -> None:
     """List your jobs."""
-    page = _call(_client(url, key).jobs)
+    page = _call(_client(url, key).jobs, limit=limit, status=status)
     table = Table("id", "name", "status", "finished", "best", "created")
     for job in page.items:
-        best = "" if job.best is None or job.best.value is None else f"{job.best.value:.4g}"
         table.add_row(
             str(job.id),
             job.name or "",
             job.status,
             f"{job.n_finished}/{job.spec.n_trials}",
-            best,
+            _num(job.best.value if job.best else None),
             str(job.created_at)[:19],
         )
     console.print(table)
 
 
 @app.command()
-def status(job_id: str, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+def status(job_id: JobArg, url: URL = DEFAULT_URL, key: KEY = None) -> None:
     """Show one job."""
     console.print_json(_call(_client(url, key).job, job_id).model_dump_json())
 
 
 @app.command()
-def best(job_id: str, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
-    """The best configuration found so far."""
-    console.print_json(_call(_client(url, key).best, job_id).model_dump_json())
+def cancel(job_id: JobArg, url: URL = DEFAULT_URL, key: KEY = None) -> None:
+    """Cancel a job: queued trials never start, running ones stop at their next epoch."""
+    job = _call(_client(url, key).cancel, job_id)
+    console.print(f"job {job.id} {job.status}")
+
+
+@app.command()
+def trials(
+    job_id: JobArg,
+    state: Annotated[
+        str | None, typer.Option(help="complete, pruned, fail, cancelled, running or waiting")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
+    format: Annotated[TrialsFormat, typer.Option("--format", "-f")] = "table",
+    url: URL = DEFAULT_URL,
+    key: KEY = None,
+) -> None:
+    """Every trial of a job (every page), in trial-number order."""
+    client = _client(url, key)
+    rows = _call(lambda: list(client.trials(job_id, state=state, limit=limit)))
+    if format == "json":
+        typer.echo(json.dumps([t.model_dump(mode="json") for t in rows], indent=2))
+        return
+    table = Table("trial", "state", "optimizer", "value", "duration s", "params", "reason")
+    for t in rows:
+        params = ", ".join(f"{k}={_num(v)}" for k, v in t.params.items() if k != "optimizer")
+        value = _num(t.value) if t.value_kind in (None, "finite") else t.value_kind
+        duration = _num(t.duration_s, ".1f")
+        table.add_row(
+            str(t.number), t.state, t.optimizer or "", value, duration, params, t.failure_reason
+        )
+    console.print(table)
+
+
+@app.command()
+def best(
+    job_id: JobArg,
+    format: Annotated[BestFormat, typer.Option("--format", "-f")] = "json",
+    url: URL = DEFAULT_URL,
+    key: KEY = None,
+) -> None:
+    """The best configuration so far: json, yaml, or a python snippet that builds it."""
+    client = _client(url, key)
+    found = _call(client.best, job_id)
+    if format == "json":
+        typer.echo(found.model_dump_json(indent=2))
+    elif format == "yaml":
+        typer.echo(yaml.safe_dump(found.model_dump(mode="json"), sort_keys=False), nl=False)
+    else:
+        from service.snippet import python_snippet
+
+        typer.echo(python_snippet(found, _call(client.job, job_id)), nl=False)
+
+
+@app.command()
+def export(
+    job_id: JobArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
+    format: Annotated[
+        ExportFormat | None, typer.Option("--format", "-f", help="default: the file's suffix")
+    ] = None,
+    url: URL = DEFAULT_URL,
+    key: KEY = None,
+) -> None:
+    """Every trial with its hyperparameters and per-epoch curve, as csv, parquet or json.
+
+    csv/parquet: one row per (trial, epoch), params as ``param.<name>``; json: nested.
+    """
+    from service.export import format_of
+
+    try:
+        fmt = format_of(output, format)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--format") from None
+    n = _call(_client(url, key).export, job_id, output, format=fmt)
+    unit = "trials" if fmt == "json" else "rows"
+    console.print(f"wrote {n} {unit} to {output}")
+
+
+@app.command()
+def upload(
+    file: Path,
+    target: Annotated[str | None, typer.Option(help="label column (csv, parquet)")] = None,
+    name: Annotated[str | None, typer.Option(help="a name to list it by")] = None,
+    url: URL = DEFAULT_URL,
+    key: KEY = None,
+) -> None:
+    """Upload a dataset (.npz, .csv, .parquet); use the printed id as task.dataset.name."""
+    found = _call(_client(url, key).upload_dataset, file, name=name, target=target)
+    console.print_json(found.model_dump_json())
+
+
+def _num(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return ""
+    return format(value, spec) if isinstance(value, float) else str(value)
 
 
 def _register_commands() -> None:

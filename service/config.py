@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8000
     MAX_BODY_BYTES: int = 1_000_000
+    # json: one object per line (default in production); text: one readable line (terminal)
+    LOG_FORMAT: Literal["json", "text"] | None = None
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     WORKER_CONCURRENCY: int = 1
     TRIAL_MAX_ATTEMPTS: int = Field(2, ge=1)
@@ -41,6 +44,10 @@ class Settings(BaseSettings):
     DISPATCH_REPUBLISH_S: float = Field(120.0, gt=0)
     RECONCILE_INTERVAL_S: float = Field(5.0, gt=0)
     TRIAL_SOFT_TIME_LIMIT_S: int = Field(6 * 3600, gt=0)
+    # GET /v1/jobs/{id}/events: a ": keep-alive" comment after this long without data (so
+    # proxies keep the connection), and how often a following stream polls for new events
+    EVENTS_HEARTBEAT_S: float = Field(15.0, gt=0)
+    EVENTS_POLL_S: float = Field(0.5, gt=0)
     VISIBILITY_TIMEOUT_S: int = Field(8 * 3600, gt=0)
 
     MAX_TRIALS: int = 1000
@@ -62,6 +69,10 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL or f"sqlite:///{(self.DATA_DIR / 'optserve.db').resolve()}"
+
+    @property
+    def log_format(self) -> Literal["json", "text"]:
+        return self.LOG_FORMAT or ("json" if self.ENV == "production" else "text")
 
     @property
     def is_sqlite(self) -> bool:

@@ -53,11 +53,17 @@ def _ensure_sqlite_folder(url: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
+READ_ONLY = "optserve_read_only"
+"""Execution option of a connection that only reads (see ``read_scope``)."""
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
     # Take the write lock at BEGIN: a deferred transaction that later upgrades to a
     # writer fails at once with "database is locked" when another process writes,
     # whatever the busy timeout. Immediate transactions wait their turn instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only unit of work begins deferred: under WAL it never waits for a writer.
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -85,6 +91,20 @@ def dispose_engines() -> None:
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def read_scope(url: str | None = None) -> Iterator[Session]:
+    """A unit of work that only reads, for pollers (the event stream): on SQLite it does
+    not take the write lock, so many open streams never hold up the workers' writes.
+    Anything written in it is rolled back."""
+    session = session_factory(url)()
+    try:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+    finally:
+        session.rollback()
+        session.close()
 
 
 @contextmanager

@@ -14,6 +14,10 @@ from celery.signals import worker_init
 
 from service.broker import make_celery
 from service.config import get_settings
+from workers import (
+    log_context,  # noqa: F401  (our log format, each task's log context)
+    presence,  # noqa: F401  (the worker's row in ``workers``, for /metrics)
+)
 
 app = make_celery()
 app.conf.include = ["workers.tasks"]

@@ -23,13 +23,15 @@ import uuid
 
 import optuna
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.broker import publish_trial
 from service.config import get_settings
 from service.db import session_scope
 from service.dispatch import dispatch
+from service.events import recorder
 from service.jobs import lifecycle
-from service.models import Job, SlotStatus, TrialState
+from service.models import Job, SlotStatus, TrialSlot, TrialState
 from service.models._types import utcnow
 from service.models.job import TERMINAL_JOB_STATUSES
 from service.trials import repository as trials
@@ -41,8 +43,13 @@ log = logging.getLogger(__name__)
 def reap_stale_runs(now: dt.datetime) -> set[uuid.UUID]:
     grace = get_settings().HEARTBEAT_GRACE_S
     touched: set[uuid.UUID] = set()
+    cutoff = now - dt.timedelta(seconds=grace)
     with session_scope() as session:
-        for slot in trials.stale_running_slots(session, now - dt.timedelta(seconds=grace)):
+        # the jobs first, then their slots and runs: the lock order of every writer
+        locked = {j for j in _stale_job_ids(session, cutoff) if trials.lock_job(session, j)}
+        for slot in trials.stale_running_slots(session, cutoff):
+            if slot.job_id not in locked:
+                continue  # went stale after the jobs were locked: the next pass reaps it
             reason = (
                 f"worker lost: no heartbeat for {grace:g}s "
                 f"(attempt {slot.attempts} of {slot.max_attempts})"
@@ -52,6 +59,7 @@ def reap_stale_runs(now: dt.datetime) -> set[uuid.UUID]:
                 session, run.id, TrialState.FAIL, reason=reason
             ):
                 _fail_optuna_trial(slot.job_id, run.number)
+                recorder.trial_finished(session, run)
             retry = slot.attempts < slot.max_attempts
             trials.set_slot_status(
                 session,
@@ -70,6 +78,14 @@ def reap_stale_runs(now: dt.datetime) -> set[uuid.UUID]:
             )
             touched.add(slot.job_id)
     return touched
+
+
+def _stale_job_ids(session: Session, older_than: dt.datetime) -> list[uuid.UUID]:
+    """Jobs with a stale running slot, sorted so that two reconcilers lock them in turn."""
+    stmt = select(TrialSlot.job_id).where(
+        TrialSlot.status == SlotStatus.RUNNING, TrialSlot.heartbeat_at < older_than
+    )
+    return sorted(set(session.scalars(stmt)))
 
 
 def _fail_optuna_trial(job_id: uuid.UUID, number: int) -> None:

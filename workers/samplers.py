@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 
 from api_schemas import STORED_CONTEXT
 from api_schemas.search_space import ResolvedSpace, grid_points, sweep_point
+from workers.warm_start import startup_options
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,9 @@ def sweep_role(
 def _tpe(ctx: SamplerContext, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
     # multivariate + group handle the conditional space (each optimizer its own
     # sub-space); constant_liar keeps parallel workers from proposing the same point.
+    # A warm-started job's configurations replace the random start-up (workers.warm_start).
     kwargs: dict[str, Any] = {"multivariate": True, "group": True, "constant_liar": True}
+    kwargs.update(startup_options(ctx.resolved_space, options))
     kwargs.update(options)
     return optuna.samplers.TPESampler(seed=ctx.seed, **kwargs)
 
@@ -184,7 +187,8 @@ def _cmaes(ctx: SamplerContext, options: Mapping[str, Any]) -> optuna.samplers.B
 
 
 def _gp(ctx: SamplerContext, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GPSampler(seed=ctx.seed, **options)
+    kwargs = {**startup_options(ctx.resolved_space, options), **options}
+    return optuna.samplers.GPSampler(seed=ctx.seed, **kwargs)
 
 
 def _grid(ctx: SamplerContext, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:

@@ -36,13 +36,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 import optimizers
 from api_schemas.search_space import OPTIMIZER_PARAM
+from service import logs
 from service.config import get_settings
 from service.db import session_scope
 from service.dispatch import dispatch
+from service.events import recorder
 from service.jobs import lifecycle
 from service.models import CurvePoint, Job, SlotStatus, TrialRun, TrialState
 from service.models._types import utcnow
 from service.trials import repository as trials
+from workers import warm_start
 from workers.objective import Configuration, suggest
 from workers.optuna_storage import get_storage, study_name
 from workers.pruning import Reporter, ShadowReporter, shadow_study
@@ -114,18 +117,25 @@ class Outcome:
 
 def run_trial(job_id: str, slot: int, worker: str) -> str:
     """The body of the ``trials.run`` task. Returns a short status for the logs."""
-    claim = _claim(uuid.UUID(job_id), slot, worker)
-    if isinstance(claim, str):
-        return claim
-    with _heartbeat(claim):
-        outcome = _execute(claim, worker)
-    _after(claim, outcome)
-    return f"slot {slot} attempt {claim.attempt}: {outcome.run_state}"
+    with logs.bind(job_id=job_id, slot=slot):  # every line of this trial says which it is
+        claim = _claim(uuid.UUID(job_id), slot, worker)
+        if isinstance(claim, str):
+            return claim
+        logs.annotate(attempt=claim.attempt)
+        with _heartbeat(claim):
+            outcome = _execute(claim, worker)
+        _after(claim, outcome)
+        log.info(
+            "trial ended",
+            extra={"state": outcome.run_state, "value": outcome.value, "reason": outcome.reason},
+        )
+        return f"slot {slot} attempt {claim.attempt}: {outcome.run_state}"
 
 
 def _claim(job_id: uuid.UUID, slot: int, worker: str) -> Claim | str:
     with session_scope() as session:
-        job = session.get(Job, job_id)
+        # the job first, then the slot: the lock order of every writer (mark_running emits)
+        job = trials.lock_job(session, job_id)
         if job is None:
             return "skipped: unknown job"
         if lifecycle.stopping(job):
@@ -218,7 +228,9 @@ def _best_params(claim: Claim, optimizer: str) -> dict[str, Any] | None:
 
 def _execute(claim: Claim, worker: str) -> Outcome:
     study, problem = _load_study(claim)
+    warm_start.enqueue_for_slot(study, claim.resolved_space, claim.slot)
     otrial = study.ask()
+    logs.annotate(trial=otrial.number)
     otrial.set_user_attr("optserve.slot", claim.slot)
     otrial.set_user_attr("optserve.attempt", claim.attempt)
     config = suggest(otrial, claim.resolved_space)
@@ -248,11 +260,14 @@ def _create_run(
         seed=claim.task_seed,
         worker=worker,
         versions=_versions(),
+        source=warm_start.source_of(otrial),
         started_at=utcnow(),
     )
     with session_scope() as session:
+        trials.lock_job(session, claim.job_id)  # the job first: the lock order of every writer
         session.add(run)
         session.flush()
+        recorder.trial_started(session, run)
         return run.id
 
 
@@ -421,7 +436,13 @@ def _save_point(run_id: uuid.UUID, m: EpochMetrics, value: float) -> None:
         metrics={k: _finite(v) for k, v in m.metrics.items()},
     )
     with session_scope() as session:
+        run = session.get(TrialRun, run_id)
+        if run is not None:  # the job first: the lock order of every writer
+            trials.lock_job(session, run.job_id)
+            session.refresh(run)
         trials.upsert_curve_point(session, point)
+        if run is not None and run.state == TrialState.RUNNING:  # not after a reaper's end
+            recorder.trial_epoch(session, run, point)
 
 
 def _finite(x: float | None) -> float | None:
@@ -455,6 +476,7 @@ def _record(
     """Tell Optuna, then write our run and slot, each only if still ours to write."""
     _tell(study, otrial, outcome)
     with session_scope() as session:
+        trials.lock_job(session, claim.job_id)  # the job first: the lock order of every writer
         mine = trials.finish_run(
             session,
             run_id,
@@ -474,6 +496,9 @@ def _record(
             expect=[SlotStatus.RUNNING],
             attempt=claim.attempt,
         )
+        run = session.get(TrialRun, run_id)
+        if run is not None:
+            recorder.trial_finished(session, run)
 
 
 def _tell(study: optuna.Study, otrial: optuna.Trial, outcome: Outcome) -> None:

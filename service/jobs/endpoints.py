@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from api_schemas import BestRead, CurveRead, JobCreate, JobRead, Page, TrialRead
 from api_schemas.jobs import ComparisonRead, JobUpdate, ParetoRead, SensitivityRead
+from api_schemas.trials import ImportanceMethod, ImportanceRead, TrialCurve
 from service.auth import Authenticated
 from service.deps import SessionDep
 from service.errors import NotFound
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
+METRIC_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
 ]
@@ -57,7 +59,7 @@ def list_jobs(
     rows, total = jobs_repo.list_page(
         session, subject, limit=limit, offset=offset, status=job_status
     )
-    items = [job_service.to_read(session, job) for job in rows]
+    items = job_service.to_reads(session, rows)
     return Page[JobRead](items=items, total=total, limit=limit, offset=offset)
 
 
@@ -107,6 +109,36 @@ def trial_curve(
 ) -> CurveRead:
     """Per-epoch train loss, validation loss, objective metric and wall time."""
     return job_service.curve(session, job_service.get(session, subject, job_id), number)
+
+
+@router.get("/{job_id}/curves")
+def trial_curves(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    subject: Authenticated,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    metric: Annotated[str | None, Query(pattern=METRIC_PATTERN, max_length=64)] = None,
+) -> Page[TrialCurve]:
+    """Many trials' curves at once, in trial-number order (a constant number of queries
+    per page); ``metric`` keeps only that metric in each point's ``metrics``."""
+    job = job_service.get(session, subject, job_id)
+    return job_service.curves(session, job, limit=limit, offset=offset, metric=metric)
+
+
+@router.get("/{job_id}/importance")
+def param_importance(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    subject: Authenticated,
+    method: ImportanceMethod = "ped_anova",
+    optimizer: Annotated[str | None, Query(max_length=64)] = None,
+) -> ImportanceRead:
+    """How much each parameter explains the objective over the completed trials (Optuna's
+    PED-ANOVA or fANOVA); ``optimizer`` restricts it to that optimizer's trials and
+    hyperparameters. Too few completed trials: empty ``importances``, never an error."""
+    job = job_service.get(session, subject, job_id)
+    return job_service.param_importance(session, job, method=method, optimizer=optimizer)
 
 
 @router.get("/{job_id}/best")

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.events import recorder
 from service.models import Job, JobStatus, SlotStatus
 from service.models._types import utcnow
 from service.models.job import TERMINAL_JOB_STATUSES
@@ -30,6 +31,7 @@ def mark_running(session: Session, job_id: uuid.UUID) -> None:
     if job is not None and job.status == JobStatus.QUEUED:
         job.status = JobStatus.RUNNING
         job.started_at = utcnow()
+        recorder.emit(session, job_id, "job.started", {})
 
 
 def refresh_status(session: Session, job_id: uuid.UUID) -> str | None:
@@ -46,6 +48,7 @@ def refresh_status(session: Session, job_id: uuid.UUID) -> str | None:
     if job.max_failed_trials is not None and failed > job.max_failed_trials:
         trials.cancel_pending_slots(session, job_id)
         _finish(
+            session,
             job,
             JobStatus.FAILED,
             f"{failed} trials failed (max_failed_trials={job.max_failed_trials})",
@@ -53,17 +56,19 @@ def refresh_status(session: Session, job_id: uuid.UUID) -> str | None:
     elif job.cancel_requested:
         trials.cancel_pending_slots(session, job_id)
         if trials.all_slots_terminal(session, job_id):
-            _finish(job, JobStatus.CANCELLED)
+            _finish(session, job, JobStatus.CANCELLED)
     elif job.stop_reason is not None:
         trials.cancel_pending_slots(session, job_id)
         if trials.all_slots_terminal(session, job_id):
             done = trials.count_slots(session, job_id, [SlotStatus.DONE]) > 0
-            _finish(job, JobStatus.COMPLETED if done else JobStatus.FAILED, job.stop_reason)
+            _finish(
+                session, job, JobStatus.COMPLETED if done else JobStatus.FAILED, job.stop_reason
+            )
     elif trials.all_slots_terminal(session, job_id):
         if counts.get(SlotStatus.DONE, 0) == 0:
-            _finish(job, JobStatus.FAILED, "every trial failed")
+            _finish(session, job, JobStatus.FAILED, "every trial failed")
         else:
-            _finish(job, JobStatus.COMPLETED)
+            _finish(session, job, JobStatus.COMPLETED)
     return job.status
 
 
@@ -111,16 +116,26 @@ def request_stop(session: Session, job_id: uuid.UUID, reason: str) -> None:
     refresh_status(session, job_id)
 
 
-def _finish(job: Job, status: JobStatus, error: str | None = None) -> None:
+def _finish(session: Session, job: Job, status: JobStatus, error: str | None = None) -> None:
+    # imported here: the job service imports this module
+    from service.jobs.service import best
+
     job.status = status
     job.error = error
     job.finished_at = utcnow()
+    top = best(session, job)
+    payload = {"status": status.value, "error": error, "best_value": top.value if top else None}
+    recorder.emit(session, job.id, "job.finished", payload)
 
 
 def request_cancel(session: Session, job_id: uuid.UUID) -> None:
     job = trials.lock_job(session, job_id)
+    if job is not None:  # the caller may have read the row before the lock: read it again
+        session.refresh(job)
     if job is None or job.status in TERMINAL_JOB_STATUSES:
         return
+    if not job.cancel_requested:
+        recorder.emit(session, job_id, "job.cancel_requested", {})
     job.cancel_requested = True
     trials.cancel_pending_slots(session, job_id)
     refresh_status(session, job_id)

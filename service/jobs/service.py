@@ -12,8 +12,10 @@ import json
 import math
 import statistics
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,7 @@ from api_schemas import (
     CurveRead,
     JobCreate,
     JobRead,
+    Page,
     TrialRead,
 )
 from api_schemas.jobs import (
@@ -48,16 +51,20 @@ from api_schemas.search_space import (
     grid_size,
     sweep_point,
 )
+from api_schemas.trials import ImportanceMethod, ImportanceRead, TrialCurve
 from service.auth import AuthSubject
 from service.config import get_settings
 from service.datasets.service import resolve_dataset_for_job
 from service.dispatch import DispatchBuffer
 from service.errors import Conflict, InvalidField, NotFound
+from service.events import recorder
 from service.jobs import comparison as stats
-from service.jobs import lifecycle
+from service.jobs import importance, lifecycle, warm_start
 from service.jobs import repository as jobs_repo
+from service.models import CurvePoint as CurvePointRow
 from service.models import Job, TrialRun, TrialSlot, TrialState
 from service.models.job import TERMINAL_JOB_STATUSES
+from service.recommend.fingerprint import fingerprint_for_spec
 from service.trials import repository as trials
 from workers import catalog
 from workers.catalog import DatasetSpec
@@ -189,12 +196,16 @@ def create(
     _check_task(session, subject, job_in)
     job_in = _with_default_direction(job_in)
     job_id = uuid.uuid4()
+    spec = job_in.model_dump(mode="json")
+    fingerprint = fingerprint_for_spec(session, subject.tenant_id, spec)
+    resolved = warm_start.resolve(session, subject, job_in, job_in.resolved_space(), fingerprint)
     job = Job(
         id=job_id,
         tenant_id=subject.tenant_id,
         name=job_in.name,
-        spec=job_in.model_dump(mode="json"),
-        resolved_space=job_in.resolved_space().model_dump(mode="json"),
+        spec=spec,
+        resolved_space=resolved.model_dump(mode="json"),
+        fingerprint=fingerprint,
         n_trials=job_in.n_trials,
         max_parallel=job_in.max_parallel,
         max_failed_trials=job_in.max_failed_trials,
@@ -235,6 +246,7 @@ def update(session: Session, subject: AuthSubject, job_id: uuid.UUID, patch: Job
             ("body", field),
         )
     job = trials.lock_job(session, job.id) or job  # serialise with workers and dispatch
+    session.refresh(job)  # the row read above may predate the lock (a job that just ended)
     if job.status in TERMINAL_JOB_STATUSES or job.cancel_requested or job.stop_reason:
         raise Conflict(f"job is {job.status} and can no longer change", ("path", "job_id"))
     if patch.n_trials is not None and job.spec.get("mode") in ("compare", "sweep"):
@@ -248,6 +260,8 @@ def update(session: Session, subject: AuthSubject, job_id: uuid.UUID, patch: Job
     _add_slots(session, job.id, range(job.n_trials, n_trials))
     job.n_trials, job.max_parallel = n_trials, max_parallel
     job.spec = {**job.spec, "n_trials": n_trials, "max_parallel": max_parallel}
+    payload = {"n_trials": n_trials, "max_parallel": max_parallel}
+    recorder.emit(session, job.id, "job.updated", payload)
     DispatchBuffer.for_session(session).add(job.id)
     return job
 
@@ -284,21 +298,25 @@ def cancel(session: Session, subject: AuthSubject, job_id: uuid.UUID) -> Job:
     return job
 
 
+def _maximize(job: Job) -> bool:
+    return bool(job.spec["task"].get("direction") == "maximize")
+
+
 def best(session: Session, job: Job) -> BestRead | None:
-    runs = [r for r in trials.completed_runs(session, job.id) if r.value is not None]
-    finite = [r for r in runs if math.isfinite(r.value or 0.0)] or runs
-    if not finite:
-        return None
-    maximize = job.spec["task"].get("direction") == "maximize"
-    top = (max if maximize else min)(finite, key=lambda r: (r.value, -r.number))
-    value, kind = encode_float(top.value)
+    """The best completed trial (finite values first, then the earliest): one query."""
+    run = trials.best_completed_run(session, job.id, maximize=_maximize(job))
+    return _best_read(run) if run is not None else None
+
+
+def _best_read(run: TrialRun) -> BestRead:
+    value, kind = encode_float(run.value)
     return BestRead(
         value=value,
         value_kind=kind,
-        trial=top.number,
-        optimizer=top.optimizer or "",
-        params=top.params,
-        hyperparameters=top.hyperparameters,
+        trial=run.number,
+        optimizer=run.optimizer or "",
+        params=run.params,
+        hyperparameters=run.hyperparameters,
     )
 
 
@@ -467,8 +485,20 @@ def _dominates(a: list[float], b: list[float]) -> bool:
 
 
 def to_read(session: Session, job: Job) -> JobRead:
+    return to_reads(session, [job])[0]
+
+
+def to_reads(session: Session, jobs: Sequence[Job]) -> list[JobRead]:
+    """Jobs as responses in two queries for the whole page (counts, best), not per job."""
+    ids = [job.id for job in jobs]
+    counts = trials.run_state_counts_by_job(session, ids)
+    bests = trials.best_runs(session, {job.id: _maximize(job) for job in jobs})
+    return [_job_read(job, counts.get(job.id, {}), bests.get(job.id)) for job in jobs]
+
+
+def _job_read(job: Job, run_counts: dict[str, int], best_run: TrialRun | None) -> JobRead:
     counts = {state.value: 0 for state in TrialState}
-    counts.update(trials.run_state_counts(session, job.id))
+    counts.update(run_counts)
     finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     return JobRead(
         id=job.id,
@@ -478,11 +508,12 @@ def to_read(session: Session, job: Job) -> JobRead:
         resolved_space=job.resolved_space,
         counts=counts,
         n_finished=finished,
-        best=best(session, job),
+        best=_best_read(best_run) if best_run is not None else None,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
         error=job.error,
+        event_seq=job.event_seq,
     )
 
 
@@ -507,6 +538,7 @@ def trial_read(run: TrialRun) -> TrialRead:
         seed=run.seed,
         device=run.device,
         diverged=run.diverged,
+        source=run.source,
     )
 
 
@@ -514,21 +546,61 @@ def curve(session: Session, job: Job, number: int) -> CurveRead:
     run = trials.get_run_by_number(session, job.id, number)
     if run is None:
         raise NotFound(f"trial {number} not found", ("path", "number"))
-    points: list[dict[str, Any]] = [
-        {
-            "epoch": p.epoch,
-            "step": p.step,
-            "wall_time": p.wall_time,
-            "train_loss": p.train_loss,
-            "val_loss": p.val_loss,
-            "val_metric": p.val_metric,
-            "metrics": p.metrics,
-        }
-        for p in trials.curve(session, run.id)
-    ]
     return CurveRead(
         job_id=job.id,
         trial=number,
         metric=job.spec["task"].get("metric", "val_loss"),
-        points=[CurvePoint(**p) for p in points],
+        points=[_curve_point(p) for p in trials.curve(session, run.id)],
     )
+
+
+def _curve_point(point: CurvePointRow | Row[Any], metric: str | None = None) -> CurvePoint:
+    """A stored epoch as a response; ``metric`` keeps only that one of its ``metrics``."""
+    metrics = point.metrics
+    if metric is not None:
+        metrics = {metric: metrics[metric]} if metric in metrics else {}
+    return CurvePoint.from_stored(
+        epoch=point.epoch,
+        step=point.step,
+        wall_time=point.wall_time,
+        train_loss=point.train_loss,
+        val_loss=point.val_loss,
+        val_metric=point.val_metric,
+        metrics=metrics,
+    )
+
+
+def curves(
+    session: Session, job: Job, *, limit: int, offset: int, metric: str | None = None
+) -> Page[TrialCurve]:
+    """A page of runs with their whole curves, in trial-number order: three queries a page
+    (count, runs, points), whatever the page size."""
+    runs, total = trials.list_runs(session, job.id, limit=limit, offset=offset)
+    points = trials.curves(session, [run.id for run in runs])
+    items = [
+        TrialCurve(
+            number=run.number,
+            optimizer=run.optimizer,
+            state=run.state,
+            value=run.value,
+            points=[_curve_point(p, metric) for p in points[run.id]],
+        )
+        for run in runs
+    ]
+    return Page[TrialCurve](items=items, total=total, limit=limit, offset=offset)
+
+
+def param_importance(
+    session: Session, job: Job, *, method: ImportanceMethod, optimizer: str | None = None
+) -> ImportanceRead:
+    """Parameter importance over the job's completed trials (first objective)."""
+    if optimizer is not None and optimizer not in job.resolved_space["optimizers"]:
+        choices = sorted(job.resolved_space["optimizers"])
+        msg = f"optimizer {optimizer!r} is not in the job's search space; expected one of {choices}"
+        raise InvalidField(msg, ("query", "optimizer"))
+    metric, direction = lifecycle.objectives(job.spec)[0]
+    rows = trials.completed_params(session, job.id, optimizer=optimizer)
+    scores = importance.evaluate(
+        job.resolved_space, rows, maximize=direction == "maximize", method=method
+    )
+    return ImportanceRead(metric=metric, importances=scores, n_trials=len(rows), method=method)

@@ -4,6 +4,7 @@ from service.models.dataset import UploadedDataset
 from service.models.job import Job, JobEvent, JobStatus
 from service.models.tenant import ApiKey, Tenant
 from service.models.trial import CurvePoint, SlotStatus, TrialRun, TrialSlot, TrialState
+from service.models.worker import WorkerPresence
 
 __all__ = [
     "ApiKey",
@@ -17,4 +18,5 @@ __all__ = [
     "TrialSlot",
     "TrialState",
     "UploadedDataset",
+    "WorkerPresence",
 ]

@@ -8,10 +8,12 @@ worker, a second reconciler) changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Row, case, func, select, update
 from sqlalchemy.orm import Session
 
 from service.models import CurvePoint, Job, SlotStatus, TrialRun, TrialSlot, TrialState
@@ -20,8 +22,13 @@ from service.models.trial import ACTIVE_SLOT_STATUSES, TERMINAL_SLOT_STATUSES
 
 
 def lock_job(session: Session, job_id: uuid.UUID) -> Job | None:
-    """The job row, locked on PostgreSQL so that dispatchers of one job take turns."""
-    return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    """The job row, locked on PostgreSQL so that dispatchers of one job take turns.
+
+    ``populate_existing``: a ``Job`` this session loaded before the lock is refreshed
+    from the locked row, so the caller never judges a stale copy.
+    """
+    stmt = select(Job).where(Job.id == job_id).with_for_update()
+    return session.scalar(stmt.execution_options(populate_existing=True))
 
 
 def count_slots(session: Session, job_id: uuid.UUID, statuses: Sequence[str]) -> int:
@@ -209,6 +216,66 @@ def run_state_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     return {state: int(n) for state, n in session.execute(stmt)}
 
 
+def run_state_counts_by_job(
+    session: Session, job_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Runs per state of several jobs in one GROUP BY (a page of jobs costs one query)."""
+    if not job_ids:
+        return {}
+    stmt = (
+        select(TrialRun.job_id, TrialRun.state, func.count())
+        .where(TrialRun.job_id.in_(job_ids))
+        .group_by(TrialRun.job_id, TrialRun.state)
+    )
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    for job_id, state, n in session.execute(stmt):
+        counts.setdefault(job_id, {})[state] = int(n)
+    return counts
+
+
+def _best_order(maximize_ids: Collection[uuid.UUID]) -> tuple[ColumnElement[Any], ...]:
+    """Best first: finite values before non-finite ones, then the value in the job's
+    direction (negated where it maximises), then the earliest trial."""
+    finite = TrialRun.value.between(-sys.float_info.max, sys.float_info.max)
+    signed = case((TrialRun.job_id.in_(maximize_ids), -TrialRun.value), else_=TrialRun.value)
+    return (case((finite, 0), else_=1), signed, TrialRun.number)
+
+
+def _completed_with_value(job_ids: Collection[uuid.UUID]) -> list[ColumnElement[bool]]:
+    return [
+        TrialRun.job_id.in_(job_ids),
+        TrialRun.state == TrialState.COMPLETE,
+        TrialRun.value.is_not(None),
+    ]
+
+
+def best_completed_run(session: Session, job_id: uuid.UUID, *, maximize: bool) -> TrialRun | None:
+    """The job's best COMPLETE run: one ordered ``LIMIT 1`` query, whatever the trial count."""
+    stmt = (
+        select(TrialRun)
+        .where(*_completed_with_value([job_id]))
+        .order_by(*_best_order([job_id] if maximize else []))
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def best_runs(session: Session, maximize: Mapping[uuid.UUID, bool]) -> dict[uuid.UUID, TrialRun]:
+    """The best COMPLETE run of each job (``maximize`` maps job id to its direction), in
+    one query: rows ranked per job with a window function, the first of each kept."""
+    if not maximize:
+        return {}
+    maximize_ids = [job_id for job_id, up in maximize.items() if up]
+    rank = (
+        func.row_number()
+        .over(partition_by=TrialRun.job_id, order_by=_best_order(maximize_ids))
+        .label("rank")
+    )
+    ranked = select(TrialRun.id, rank).where(*_completed_with_value(list(maximize))).subquery()
+    stmt = select(TrialRun).join(ranked, TrialRun.id == ranked.c.id).where(ranked.c.rank == 1)
+    return {run.job_id: run for run in session.scalars(stmt)}
+
+
 def list_runs(
     session: Session, job_id: uuid.UUID, *, limit: int, offset: int, state: str | None = None
 ) -> tuple[list[TrialRun], int]:
@@ -279,6 +346,51 @@ def last_points(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
         (CurvePoint.trial_id == last_epoch.c.trial_id) & (CurvePoint.epoch == last_epoch.c.epoch),
     )
     return {p.trial_id: p for p in session.scalars(stmt)}
+
+
+def curves(session: Session, trial_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The curve points of several runs in one query, each run's in epoch order.
+
+    Rows, not ORM objects: a page of curves is thousands of points, read-only.
+    """
+    out: dict[uuid.UUID, list[Row[Any]]] = {trial_id: [] for trial_id in trial_ids}
+    if not trial_ids:
+        return out
+    stmt = (
+        select(*CURVE_COLUMNS)
+        .where(CurvePoint.trial_id.in_(trial_ids))
+        .order_by(CurvePoint.trial_id, CurvePoint.epoch)
+    )
+    for point in session.execute(stmt):
+        out[point.trial_id].append(point)
+    return out
+
+
+CURVE_COLUMNS = (
+    CurvePoint.trial_id,
+    CurvePoint.epoch,
+    CurvePoint.step,
+    CurvePoint.wall_time,
+    CurvePoint.train_loss,
+    CurvePoint.val_loss,
+    CurvePoint.val_metric,
+    CurvePoint.metrics,
+)
+
+
+def completed_params(
+    session: Session, job_id: uuid.UUID, *, optimizer: str | None = None
+) -> list[tuple[dict[str, Any], float]]:
+    """``(params, value)`` of the job's COMPLETE runs with a finite value, in trial order
+    (columns only: no ORM objects for what may be thousands of rows)."""
+    where = [
+        *_completed_with_value([job_id]),
+        TrialRun.value.between(-sys.float_info.max, sys.float_info.max),
+    ]
+    if optimizer is not None:
+        where.append(TrialRun.optimizer == optimizer)
+    stmt = select(TrialRun.params, TrialRun.value).where(*where).order_by(TrialRun.number)
+    return [(dict(params), float(value)) for params, value in session.execute(stmt)]
 
 
 def curve(session: Session, trial_id: uuid.UUID) -> list[CurvePoint]:

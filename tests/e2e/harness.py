@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,20 @@ def wait_for(
         time.sleep(0.3)
     logs = stack.logs() if stack is not None else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+
+@contextmanager
+def embedded_up(tmp_path: Path, **env: str) -> Iterator[tuple[Stack, str]]:
+    """``optserve up`` on the embedded default (data in ``tmp_path / "data"``) with a fresh
+    bootstrap key, healthy on entry and stopped with Ctrl-C on exit; yields (stack, key)."""
+    from service.auth.keys import generate_key
+
+    key = generate_key()
+    base = {"OPTSERVE_DATA_DIR": str(tmp_path / "data"), "OPTSERVE_BOOTSTRAP_KEY": key}
+    stack = Stack(tmp_path, {**base, **env})
+    stack.start("up", "up")
+    try:
+        stack.wait_healthy(timeout=90)
+        yield stack, key
+    finally:
+        stack.stop()

@@ -19,8 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from service.auth.keys import generate_key
-from tests.e2e.harness import Stack, wait_for
+from tests.e2e.harness import Stack, embedded_up, wait_for
 from tests.factories import example_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -94,13 +93,7 @@ def check_finished_job(api: Api, job: dict[str, Any], n_trials: int, epochs: int
 
 
 def test_embedded_default_end_to_end(tmp_path: Path) -> None:
-    key = generate_key()
-    stack = Stack(
-        tmp_path, {"OPTSERVE_DATA_DIR": str(tmp_path / "data"), "OPTSERVE_BOOTSTRAP_KEY": key}
-    )
-    stack.start("up", "up")
-    try:
-        stack.wait_healthy(timeout=90)
+    with embedded_up(tmp_path) as (stack, key):
         api = Api(stack.url, key)
         job = api.submit(example_job(n_trials=6, max_parallel=2))
         assert job["status"] == "queued"
@@ -108,8 +101,6 @@ def test_embedded_default_end_to_end(tmp_path: Path) -> None:
         check_finished_job(api, done, n_trials=6, epochs=3)
         assert done["best"]["value"] > 0.9, done["best"]
         assert {t["device"] for t in api.trials(job["id"])} == {"cpu"}
-    finally:
-        stack.stop()
     assert stack.procs["up"].returncode == 0, stack.logs()
 
 
@@ -161,12 +152,8 @@ def _running_trial_pid(db: Path) -> int | None:
 
 
 def test_worker_killed_mid_trial_is_failed_and_retried_once(tmp_path: Path) -> None:
-    key = generate_key()
     data = tmp_path / "data"
-    stack = Stack(tmp_path, {"OPTSERVE_DATA_DIR": str(data), "OPTSERVE_BOOTSTRAP_KEY": key})
-    stack.start("up", "up")
-    try:
-        stack.wait_healthy(timeout=90)
+    with embedded_up(tmp_path) as (stack, key):
         api = Api(stack.url, key)
         body = example_job(n_trials=3, max_parallel=1)
         body["task"]["epochs"] = 40  # type: ignore[index]
@@ -176,8 +163,6 @@ def test_worker_killed_mid_trial_is_failed_and_retried_once(tmp_path: Path) -> N
         )
         os.kill(pid, signal.SIGKILL)
         done = api.wait_done(job["id"], stack, timeout=400)
-    finally:
-        stack.stop()
     assert done["status"] == "completed", stack.logs()
     trials = _trials_from_db(data / "optserve.db")  # the API is stopped by now
     failed = [t for t in trials if t["state"] == "fail"]

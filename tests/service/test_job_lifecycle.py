@@ -16,11 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service.auth.keys import generate_key
 from service.db import session_scope
 from service.models import CurvePoint, Job, TrialRun, TrialSlot
 from service.models._types import utcnow
-from tests.e2e.harness import Stack, wait_for
+from tests.e2e.harness import embedded_up, wait_for
 from tests.factories import example_job, make_key
 from workers import reconcile
 from workers.trial_runner import run_trial
@@ -239,12 +238,7 @@ class TestIdempotency:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cancel_stops_a_running_job_within_ten_seconds(tmp_path: Path) -> None:
-    key = generate_key()
-    data = tmp_path / "data"
-    stack = Stack(tmp_path, {"OPTSERVE_DATA_DIR": str(data), "OPTSERVE_BOOTSTRAP_KEY": key})
-    stack.start("up", "up")
-    try:
-        stack.wait_healthy(timeout=90)
+    with embedded_up(tmp_path) as (stack, key):
         http = httpx.Client(
             base_url=stack.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
         )
@@ -265,8 +259,6 @@ def test_cancel_stops_a_running_job_within_ten_seconds(tmp_path: Path) -> None:
 
         wait_for(cancelled, 10, "the job to be cancelled", stack)
         trials = http.get(f"/v1/jobs/{job_id}/trials").json()["items"]
-    finally:
-        stack.stop()
     assert trials and all(t["state"] != "running" for t in trials), trials
     assert {t["state"] for t in trials} == {"cancelled"}, trials
     assert all(_utc(t["started_at"]) < cancelled_at for t in trials), "a trial started after"
