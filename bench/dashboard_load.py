@@ -13,8 +13,12 @@ The job page's "page load" is the sum of the requests it makes: the job, every p
 of trials and of curves (``--page`` per page, 500 is the API's maximum), parameter
 importance and the event backlog (``follow=false``). The jobs list is the index page.
 
+With ``--browser`` it also opens the pages in headless Chromium (Debian's, driven by
+playwright) and times each from navigation until it is drawn: the jobs table filled,
+and the job page's curves plot holding its traces.
+
 Usage: python bench/dashboard_load.py [--trials 2000 --points 10 --jobs 20 --repeats 5
---page 500 --postgres postgresql+psycopg://root@127.0.0.1:5432/dash_bench]
+--page 500 --browser --postgres postgresql+psycopg://root@127.0.0.1:5432/dash_bench]
 """
 
 from __future__ import annotations
@@ -280,6 +284,51 @@ def measure(url: str, key: str, job_id: str, args: argparse.Namespace) -> list[T
     return timings
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def measure_browser(url: str, key: str, job_id: str, repeats: int) -> dict[str, float]:
+    """Milliseconds from navigation until each page is drawn, median of ``repeats``."""
+    from playwright.sync_api import sync_playwright
+
+    drawn_jobs = "document.querySelectorAll('#jobs-table tbody tr').length > 0"
+    drawn_job = (
+        "(() => { const el = document.getElementById('plot-curves');"
+        " return !!(el && el.data && el.data.length > 0); })()"
+    )
+    pages = {
+        "jobs page (browser)": ("#/", drawn_jobs),
+        "job page (browser)": (f"#/jobs/{job_id}", drawn_job),
+    }
+    out: dict[str, list[float]] = {label: [] for label in pages}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for i in range(repeats + 1):
+                for label, (route, drawn) in pages.items():
+                    # logged in as the dashboard keeps it, before any of its scripts run
+                    context = browser.new_context()
+                    context.add_init_script(f"localStorage.setItem('optserve.apiKey', {key!r})")
+                    page = context.new_page()
+                    started = time.perf_counter()
+                    page.goto(f"{url}/{route}")
+                    page.wait_for_function(drawn, timeout=120_000)
+                    if i:  # the first round warms the server and the browser's cache
+                        out[label].append((time.perf_counter() - started) * 1000)
+                    context.close()
+        finally:
+            browser.close()
+    return {label: statistics.median(ms) for label, ms in out.items()}
+
+
 def report(timings: list[Timing], args: argparse.Namespace, backend: str) -> None:
     print(
         f"\ndashboard load: {args.trials} trials x {args.points} points, {args.jobs} more jobs, "
@@ -306,16 +355,22 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=500)
     parser.add_argument("--no-events", action="store_true")
     parser.add_argument("--postgres", help="URL of an EMPTY PostgreSQL database to fill")
+    parser.add_argument("--browser", action="store_true", help="also time the pages in Chromium")
     args = parser.parse_args()
+    browser: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         configure(args, Path(tmp))
         key, job_id = build(args)
         url, stop = serve()
         try:
             timings = measure(url, key, job_id, args)
+            if args.browser:
+                browser = measure_browser(url, key, job_id, args.repeats)
         finally:
             stop()
     report(timings, args, "PostgreSQL" if args.postgres else "SQLite")
+    for label, ms in browser.items():
+        print(f"{label:<28}{ms:>11.1f}  (navigation until drawn, median of {args.repeats})")
 
 
 if __name__ == "__main__":

@@ -34,4 +34,8 @@ def get_session() -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit and the publish above finish before the response is sent.
+# FastAPI's default ("request") runs this exit code after the response, so a client could
+# hold a 202 for a job that is not committed yet, or whose trials are not yet queued.
+session_dependency = Depends(get_session, scope="function")
+SessionDep = Annotated[Session, session_dependency]

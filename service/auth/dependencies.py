@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.auth.keys import hash_key, well_formed
 from service.config import get_settings
-from service.deps import get_session
+from service.deps import session_dependency
 from service.errors import Forbidden, Unauthorized
 from service.models import ApiKey
 
@@ -28,7 +28,7 @@ class AuthSubject:
             raise Forbidden(f"this API key lacks the scope {scope!r}")
 
 
-def authenticate(request: Request, session: Session = Depends(get_session)) -> AuthSubject:
+def authenticate(request: Request, session: Session = session_dependency) -> AuthSubject:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

@@ -31,7 +31,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from service.auth.dependencies import AuthSubject, authenticate
-from service.deps import get_session
+from service.deps import session_dependency
 from service.errors import Conflict, NotFound, ServiceError
 from service.jobs import service as job_service
 
@@ -57,7 +57,7 @@ class MethodNotAllowed(ServiceError):
     headers = {"Allow": "GET"}
 
 
-def dashboard_subject(request: Request, session: Session = Depends(get_session)) -> AuthSubject:
+def dashboard_subject(request: Request, session: Session = session_dependency) -> AuthSubject:
     """The API key from the ``Authorization`` header, else from the login cookie.
 
     A browser cannot add a header to a navigation, so the web dashboard's login sets
@@ -164,7 +164,7 @@ def _readable_job(session: Session, subject: AuthSubject, job_id: uuid.UUID) -> 
 
 @router.get("/{job_id}")
 def dashboard_root(
-    job_id: uuid.UUID, subject: DashboardSubject, session: Session = Depends(get_session)
+    job_id: uuid.UUID, subject: DashboardSubject, session: Session = session_dependency
 ) -> RedirectResponse:
     _readable_job(session, subject, job_id)
     return RedirectResponse(f"{_job_prefix(job_id)}/dashboard", status_code=302)
@@ -175,7 +175,7 @@ def dashboard_bundle(
     job_id: uuid.UUID,
     request: Request,
     subject: DashboardSubject,
-    session: Session = Depends(get_session),
+    session: Session = session_dependency,
 ) -> Response:
     _readable_job(session, subject, job_id)
     headers = {"Cache-Control": "private, max-age=3600", "Vary": "Accept-Encoding"}
@@ -193,7 +193,7 @@ def dashboard(
     path: str,
     request: Request,
     subject: DashboardSubject,
-    session: Session = Depends(get_session),
+    session: Session = session_dependency,
 ) -> Response:
     """Optuna's pages and JSON API for this job's study."""
     job = _readable_job(session, subject, job_id)
@@ -208,7 +208,7 @@ def dashboard(
 
 @router.api_route("/{job_id}/{path:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
 def refuse_writes(
-    job_id: uuid.UUID, subject: DashboardSubject, session: Session = Depends(get_session)
+    job_id: uuid.UUID, subject: DashboardSubject, session: Session = session_dependency
 ) -> Response:
     """The mounted dashboard is read-only: notes, renames, deletions stay out."""
     _readable_job(session, subject, job_id)

@@ -223,7 +223,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             _wait_up(client)
             job = client.submit(TUNED_JOB)
             for slot in range(3):
-                run_trial(str(job.id), slot, "w1")
+                outcome = run_trial(str(job.id), slot, "w1")
+                assert not outcome.startswith("skipped"), outcome
             yield Live(url, key, client.job(job.id), client)
         finally:
             server.should_exit = True
