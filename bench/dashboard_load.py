@@ -295,14 +295,19 @@ CHROMIUM_ARGS = [
 ]
 
 
-def measure_browser(url: str, key: str, job_id: str, repeats: int) -> dict[str, float]:
-    """Milliseconds from navigation until each page is drawn, median of ``repeats``."""
+def measure_browser(
+    url: str, key: str, job_id: str, n_points: int, repeats: int
+) -> dict[str, float]:
+    """Milliseconds from navigation until each page is drawn, median of ``repeats``: the
+    job page once its curves plot holds every one of the job's ``n_points`` points."""
     from playwright.sync_api import sync_playwright
 
     drawn_jobs = "document.querySelectorAll('#jobs-table tbody tr').length > 0"
     drawn_job = (
         "(() => { const el = document.getElementById('plot-curves');"
-        " return !!(el && el.data && el.data.length > 0); })()"
+        " if (!el || !el.data) return false;"
+        " const n = el.data.reduce((s, t) => s + (t.y || []).filter((v) => v !== null).length, 0);"
+        f" return n >= {n_points}; }})()"
     )
     pages = {
         "jobs page (browser)": ("#/", drawn_jobs),
@@ -365,7 +370,8 @@ def main() -> None:
         try:
             timings = measure(url, key, job_id, args)
             if args.browser:
-                browser = measure_browser(url, key, job_id, args.repeats)
+                n_points = args.trials * args.points
+                browser = measure_browser(url, key, job_id, n_points, args.repeats)
         finally:
             stop()
     report(timings, args, "PostgreSQL" if args.postgres else "SQLite")
