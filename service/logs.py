@@ -18,13 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import IO, Any, Literal
+
+from service.json_values import replace_nonfinite
 
 LogFormat = Literal["json", "text"]
 
@@ -103,18 +104,7 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(_jsonable(line), default=str, ensure_ascii=False)
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON has no NaN or Infinity: such floats become the strings ``"nan"``, ``"inf"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+        return json.dumps(replace_nonfinite(line, str), default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):

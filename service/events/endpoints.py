@@ -43,10 +43,9 @@ def job_events(
     over the query: a browser's ``EventSource`` reconnects to the same URL and sends
     the last id it received in the header.
     """
+    # the session dependency ends its transaction when this function returns, before the
+    # stream starts (scope="function"): a stream lasting hours pins no connection
     job = job_service.get(session, subject, job_id)
-    # end the request's transaction now: the stream may last hours, and an open
-    # transaction would pin a connection (and, on SQLite, the write lock) meanwhile
-    session.commit()
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
     settings = get_settings()
     stream = event_stream(

@@ -12,7 +12,6 @@ then emit: the job-then-slots order every other writer uses, so no deadlock appe
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from api_schemas.events import EVENT_TYPES
+from service.json_values import replace_nonfinite
 from service.models import CurvePoint, Job, JobEvent, TrialRun
 
 
@@ -52,22 +52,11 @@ def emit(
             seq=seq,
             type=type,
             trial_number=trial_number,
-            payload=json_safe(dict(payload)),
+            payload=replace_nonfinite(payload),
         )
     )
     session.flush()
     return int(seq)
-
-
-def json_safe(value: Any) -> Any:
-    """The value with every non-finite float (NaN, ±inf) replaced by ``None``."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 # -- trial events, built from the rows they describe ---------------------------------------

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from service.auth.dependencies import AuthSubject, authenticate
+from service.auth.dependencies import AuthSubject, bearer_token, subject_for_key
 from service.deps import session_dependency
 from service.errors import Conflict, NotFound, ServiceError
 from service.jobs import service as job_service
@@ -63,11 +63,9 @@ def dashboard_subject(request: Request, session: Session = session_dependency) -
     A browser cannot add a header to a navigation, so the web dashboard's login sets
     an HttpOnly cookie scoped to ``/optuna``; it is checked exactly as the header is.
     """
-    token = request.cookies.get(COOKIE)
-    if "authorization" not in request.headers and token:
-        header = (b"authorization", f"Bearer {token}".encode("latin-1", "replace"))
-        request = Request(dict(request.scope, headers=[*request.scope["headers"], header]))
-    return authenticate(request, session)
+    if "authorization" in request.headers:
+        return subject_for_key(session, bearer_token(request))
+    return subject_for_key(session, request.cookies.get(COOKIE))
 
 
 DashboardSubject = Annotated[AuthSubject, Depends(dashboard_subject)]
@@ -77,10 +75,11 @@ def _job_prefix(job_id: uuid.UUID) -> str:
     return f"{PREFIX}/{job_id}"
 
 
-def _package_dir() -> Path:
-    spec = importlib.util.find_spec("optuna_dashboard")
+def package_dir(name: str) -> Path:
+    """An installed package's folder, found without importing it (no heavy import)."""
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise NotFound("optuna-dashboard is not installed", ("path",))
+        raise NotFound(f"{name} is not installed", ("path",))
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -88,7 +87,7 @@ def _package_dir() -> Path:
 def patched_bundle() -> bytes:
     """optuna-dashboard's bundle, gzipped, with its base URL and router prefix relative
     to the page's path. Fails loudly if a new version changed the code it patches."""
-    source = (_package_dir() / "public" / "bundle.js").read_text(encoding="utf-8")
+    source = (package_dir("optuna_dashboard") / "public" / "bundle.js").read_text(encoding="utf-8")
     patched, n = _CLIENT_AND_ROUTER.subn(
         lambda m: f'}}({_PREFIX_JS}){m.group(1)}{_PREFIX_JS}+"/dashboard"', source
     )

@@ -7,15 +7,13 @@ Plotly comes from the installed ``plotly`` package, so the dashboard works offli
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.auth.dependencies import authenticate
-from service.errors import NotFound
+from service.auth.dependencies import authenticate, bearer_token
 from service.web import optuna_mount
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -31,10 +29,7 @@ router.include_router(optuna_mount.router)
 
 def plotly_js() -> Path:
     """``plotly.min.js`` shipped in the plotly wheel, found without importing plotly."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise NotFound("plotly is not installed", ("path",))
-    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+    return optuna_mount.package_dir("plotly") / "package_data" / "plotly.min.js"
 
 
 @router.get("/")
@@ -60,7 +55,8 @@ def plotly() -> FileResponse:
 def login(request: Request, response: Response) -> None:
     """Check the key in the ``Authorization`` header and set it as an HttpOnly cookie
     for ``/optuna`` (a browser cannot add a header when it navigates there)."""
-    token = request.headers["authorization"].partition(" ")[2].strip()
+    token = bearer_token(request)
+    assert token is not None  # ``authenticate`` accepted it
     response.set_cookie(
         optuna_mount.COOKIE,
         token,

@@ -36,14 +36,6 @@ class SingleStudyStorage(BaseStorage):
             raise KeyError(f"no study with id {study_id}")
         return study_id
 
-    def _check_trial(self, trial_id: int) -> int:
-        trial = self._inner.get_trial(trial_id)
-        if self._inner.get_trial_id_from_study_id_trial_number(self.study_id, trial.number) != (
-            trial_id
-        ):
-            raise KeyError(f"no trial with id {trial_id}")
-        return trial_id
-
     @staticmethod
     def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
         raise ReadOnlyStorageError("this dashboard is read-only")
@@ -89,7 +81,11 @@ class SingleStudyStorage(BaseStorage):
         )
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self._inner.get_trial(self._check_trial(trial_id))
+        trial = self._inner.get_trial(trial_id)
+        mine = self._inner.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        if mine != trial_id:
+            raise KeyError(f"no trial with id {trial_id}")
+        return trial
 
     # -- writes: none ----------------------------------------------------------------------
     def create_new_study(
