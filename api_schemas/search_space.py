@@ -279,6 +279,17 @@ def shared_distribution_name(knob: str, space: object | None = None) -> str:
     return distribution_name("", knob, space)[1:]
 
 
+def sampled_bounds(space: FloatParam | IntParam) -> tuple[float, float]:
+    """The range Optuna samples: ``[1 - high, 1 - low]`` for a ``one_minus`` space.
+
+    Written as ``workers.objective.suggest_value`` computes it, so the bounds agree to
+    the last bit.
+    """
+    if isinstance(space, FloatParam) and space.one_minus:
+        return 1.0 - space.high, 1.0 - space.low
+    return float(space.low), float(space.high)
+
+
 # -- the registry ---------------------------------------------------------------------------
 def _shown(name: str) -> str:
     """A user-given name for a message, cut short: keys are not length-checked."""
@@ -706,6 +717,7 @@ __all__ = [
     "grid_size",
     "lookup_optimizer",
     "param_from_space",
+    "sampled_bounds",
     "schedule_distribution_name",
     "shared_distribution_name",
     "sweep_point",

@@ -32,6 +32,7 @@ from api_schemas.search_space import (
     IntParam,
     ResolvedSpace,
     distribution_name,
+    sampled_bounds,
     shared_distribution_name,
 )
 from api_schemas.warm_start import NarrowedRange
@@ -84,17 +85,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def sampled_bounds(space: FloatParam | IntParam) -> tuple[float, float]:
-    """The range Optuna samples: ``[1 - high, 1 - low]`` for a ``one_minus`` space.
-
-    Written as ``workers.objective.suggest_value`` computes it, so the bounds agree to
-    the last bit.
-    """
-    if isinstance(space, FloatParam) and space.one_minus:
-        return 1.0 - space.high, 1.0 - space.low
-    return float(space.low), float(space.high)
 
 
 def _on_grid(value: float, low: float, step: float, high: float) -> float:

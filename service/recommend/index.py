@@ -23,7 +23,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api_schemas import STORED_CONTEXT, ResolvedSpace
-from api_schemas.search_space import FloatParam, IntParam
+from api_schemas.search_space import FloatParam, IntParam, sampled_bounds
 from service.models import Job, TrialRun, TrialState
 from service.models.job import JobStatus
 from service.recommend.fingerprint import fingerprint_for_spec
@@ -104,7 +104,8 @@ def _ranges(resolved_space: Mapping[str, Any]) -> dict[str, Range]:
     except ValueError:
         return {}
     return {
-        name: Range(float(p.low), float(p.high), bool(p.log))
+        # a ``one_minus`` parameter is stored as sampled, on 1 - x: its range is too
+        name: Range(*sampled_bounds(p), bool(p.log))
         for name, p in space.tuned_parameters().items()
         if isinstance(p, FloatParam | IntParam)
     }

@@ -399,3 +399,27 @@ def test_the_history_query_runs_on_postgresql(
             assert len(history) == 4 and history[-1].job_id == shared
     finally:
         apply_env(monkeypatch, {})
+
+
+def test_a_one_minus_parameter_is_ranged_as_it_is_stored() -> None:
+    """``adamw.one_minus_beta2`` holds 1 - beta2: its range is [1 - high, 1 - low]."""
+    from service.recommend.index import _ranges
+
+    space = {
+        "optimizers": {
+            "adamw": {
+                "beta2": {
+                    "type": "float",
+                    "low": 0.9,
+                    "high": 0.9999,
+                    "log": True,
+                    "one_minus": True,
+                },
+                "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            }
+        }
+    }
+    ranges = _ranges(space)
+    one_minus = ranges["adamw.one_minus_beta2"]
+    assert (one_minus.low, one_minus.high) == pytest.approx((1e-4, 0.1))
+    assert (ranges["adamw.lr"].low, ranges["adamw.lr"].high) == (1e-4, 1e-1)
