@@ -11,8 +11,13 @@ reconnect from the last *complete* id never loses or repeats one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+
+# SSE lines end at CR, LF or CRLF only: ``str.splitlines`` would also cut at \x0b, \x1c,
+# \u2028 and more, which JSON text may hold unescaped
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class SSEParser:
     def feed(self, text: str) -> Iterator[SSEMessage]:
         """A chunk of the stream, cut anywhere (even inside a line or a CRLF)."""
         self._buffer += text
-        lines = self._buffer.splitlines(keepends=True)
+        lines = _LINE.findall(self._buffer)
         self._buffer = ""
         if lines and not lines[-1].endswith(("\n", "\r")):
             self._buffer = lines.pop()  # an unfinished line waits for the next chunk

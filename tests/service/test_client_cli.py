@@ -542,3 +542,12 @@ def test_export_refuses_an_unknown_format(live: Live, tmp_path: Path) -> None:
     result = live.cli("export", str(live.job.id), "-o", str(tmp_path / "job.xlsx"))
     assert result.exit_code == 2
     assert "unknown export format" in result.output
+
+
+def test_sse_lines_end_only_at_cr_or_lf() -> None:
+    """JSON text may hold U+2028, U+2029 or U+0085 unescaped: none ends an SSE line."""
+    from service.sse import SSEParser
+
+    parser = SSEParser()
+    (message,) = parser.feed('id: 1\ndata: {"r": "a\u2028b\u2029c\x85d"}\n\n')
+    assert json.loads(message.data) == {"r": "a\u2028b\u2029c\x85d"}
