@@ -66,6 +66,12 @@ The choices below, and why:
   (8) variants. Every kernel's multi-tensor wrapper shares one code object, and a
   service process runs float32, float64 and bf16 trials; a copy of the code object
   per key keeps each cache to a single entry.
+* **Small per-layer tensors ride along whole.** A kernel may end its row with
+  ``per_row`` small tensors of a fixed shape (a layer's reductions written by one
+  pass and read by the next, an accumulator): they are neither flattened nor
+  size-checked, their shape is part of the graph, and the padding rows get their
+  own. Each row needs its own such tensors (distinct allocations: views of one
+  buffer would alias, which fails the guards).
 * ``fullgraph=True``: a graph break would split the update into several passes and
   silently lose the point of fusing; an error instead triggers the eager fallback.
 
@@ -152,6 +158,7 @@ class BoundKernel:
     compiled: _Compiled
     kwargs: Mapping[str, Any]
     min_numel: int = _MIN_COMPILED_NUMEL
+    per_row: int = 0
 
     def __call__(self, *row: Tensor | None) -> None:
         """Update one row (prefer :meth:`run` for many: it batches the calls)."""
@@ -166,7 +173,7 @@ class BoundKernel:
             return
         batch: list[Tensor | None] = []
         for row in rows:
-            flat = _flat_views(row, self.min_numel) if self.compiled.fn else None
+            flat = _flat_views(row, self.min_numel, self.per_row) if self.compiled.fn else None
             if flat is None:
                 self.eager(*row, **self.kwargs)
                 continue
@@ -189,8 +196,9 @@ class FusedKernel:
     Use :func:`fused_kernel` to get the process-wide instance for a function.
     """
 
-    def __init__(self, fn: UpdateFn) -> None:
+    def __init__(self, fn: UpdateFn, per_row: int = 0) -> None:
         self.fn = fn
+        self.per_row = per_row
         self._compiled: dict[_Key, _Compiled] = {}
         self._lock = threading.Lock()
         self._warned = False
@@ -221,7 +229,7 @@ class FusedKernel:
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compile(key, example, kwargs)
-        return BoundKernel(self.fn, compiled, kwargs, _min_numel(param.device))
+        return BoundKernel(self.fn, compiled, kwargs, _min_numel(param.device), self.per_row)
 
     def __call__(self, *row: Tensor | None, **scalars: object) -> None:
         """Bind and run on one row (convenient, but binds on every call)."""
@@ -235,8 +243,11 @@ class FusedKernel:
             try:
                 compiled: UpdateFn = torch.compile(rows_fn, fullgraph=True, dynamic=True)
                 with torch.no_grad():
-                    compiled(*_dummy_rows(example, _WARMUP_NUMEL, ROWS_PER_CALL), **kwargs)
-                entry = _Compiled(compiled, _padding(example))
+                    compiled(
+                        *_dummy_rows(example, _WARMUP_NUMEL, ROWS_PER_CALL, self.per_row),
+                        **kwargs,
+                    )
+                entry = _Compiled(compiled, _padding(example, self.per_row))
             except Exception as exc:  # any compile failure: fall back, never fail a step
                 self._warn(exc)
                 entry = _Compiled(None)
@@ -257,16 +268,21 @@ class FusedKernel:
         )
 
 
-_KERNELS: dict[UpdateFn, FusedKernel] = {}
+_KERNELS: dict[tuple[UpdateFn, int], FusedKernel] = {}
 _KERNELS_LOCK = threading.Lock()
 
 
-def fused_kernel(fn: UpdateFn) -> FusedKernel:
-    """The process-wide :class:`FusedKernel` of ``fn`` (created on first use)."""
-    kernel = _KERNELS.get(fn)
+def fused_kernel(fn: UpdateFn, per_row: int = 0) -> FusedKernel:
+    """The process-wide :class:`FusedKernel` of ``fn`` (created on first use).
+
+    ``per_row``: how many tensors at the end of each row are small per-layer tensors
+    of a fixed shape (see the module docstring).
+    """
+    key = (fn, per_row)
+    kernel = _KERNELS.get(key)
     if kernel is None:
         with _KERNELS_LOCK:
-            kernel = _KERNELS.setdefault(fn, FusedKernel(fn))
+            kernel = _KERNELS.setdefault(key, FusedKernel(fn, per_row))
     return kernel
 
 
@@ -275,6 +291,7 @@ def apply_fused(
     tensor_lists: Sequence[Sequence[Tensor]],
     steps: Sequence[int],
     scalars: Callable[[int], Mapping[str, object]],
+    per_row: int = 0,
 ) -> None:
     """Run ``fn`` compiled on every tensor: the body of an optimizer's fused path.
 
@@ -286,8 +303,10 @@ def apply_fused(
         steps: each parameter's step count (after incrementing).
         scalars: the keyword arguments for a given step, Python values; evaluated
             once per bucket of tensors sharing device, dtype and step.
+        per_row: the last ``per_row`` lists hold small per-layer tensors of a fixed
+            shape, one per parameter (see the module docstring).
     """
-    kernel = fused_kernel(fn)
+    kernel = fused_kernel(fn, per_row)
     with torch.no_grad():
         for (_, _, step), idx in _buckets(tensor_lists[0], steps).items():
             rows = [tuple(lst[i] if lst else None for lst in tensor_lists) for i in idx]
@@ -319,12 +338,12 @@ def _min_numel(device: torch.device) -> int:
     return _CPU_MIN_COMPILED_NUMEL if device.type == "cpu" else _MIN_COMPILED_NUMEL
 
 
-def _flat_views(row: Row, min_numel: int) -> list[Tensor | None] | None:
-    """1-D views of ``row``, or ``None`` when it should run eagerly instead."""
+def _flat_views(row: Row, min_numel: int, per_row: int = 0) -> list[Tensor | None] | None:
+    """1-D views of ``row`` (its per-layer tail whole), or ``None`` to run it eagerly."""
     out: list[Tensor | None] = []
-    for t in row:
-        if t is None:
-            out.append(None)
+    for i, t in enumerate(row):
+        if t is None or i >= len(row) - per_row:
+            out.append(t)
             continue
         if t.numel() < min_numel or not t.is_contiguous():
             return None
@@ -334,24 +353,28 @@ def _flat_views(row: Row, min_numel: int) -> list[Tensor | None] | None:
     return out
 
 
-def _dummy_rows(example: Row, numel: int, rows: int) -> list[Tensor | None]:
+def _zeros_like_row(example: Row, numel: int, per_row: int) -> tuple[Tensor | None, ...]:
+    """Zeros like ``example``: ``numel`` elements, the per-layer tail in its own shape."""
+    return tuple(
+        None
+        if t is None
+        else torch.zeros_like(t)
+        if i >= len(example) - per_row
+        else torch.zeros(numel, dtype=t.dtype, device=t.device)
+        for i, t in enumerate(example)
+    )
+
+
+def _dummy_rows(example: Row, numel: int, rows: int, per_row: int) -> list[Tensor | None]:
     """``rows`` rows of zeros like ``example``, each of a different size."""
-    return [
-        None if t is None else torch.zeros(numel + i, dtype=t.dtype, device=t.device)
-        for i in range(rows)
-        for t in example
-    ]
+    return [t for i in range(rows) for t in _zeros_like_row(example, numel + i, per_row)]
 
 
-def _padding(example: Row) -> tuple[tuple[Tensor | None, ...], ...]:
+def _padding(example: Row, per_row: int) -> tuple[tuple[Tensor | None, ...], ...]:
     """Rows of 2-element zeros to fill a short last call; distinct tensors, because
     inputs that alias each other would fail the compiled function's guards."""
     return tuple(
-        tuple(
-            None if t is None else torch.zeros(_MIN_COMPILED_NUMEL, dtype=t.dtype, device=t.device)
-            for t in example
-        )
-        for _ in range(ROWS_PER_CALL - 1)
+        _zeros_like_row(example, _MIN_COMPILED_NUMEL, per_row) for _ in range(ROWS_PER_CALL - 1)
     )
 
 

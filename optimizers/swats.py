@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, overload
 
 import torch
@@ -20,7 +20,7 @@ from optimizers._common import (
     _choose_impl,
     _closure_loss,
 )
-from optimizers._fused import Row, UpdateFn, apply_fused, fused_kernel, scalar_dtype
+from optimizers._fused import apply_fused, scalar_dtype
 
 __all__ = ["SWATS"]
 
@@ -280,8 +280,8 @@ def _adam_kernel(
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    *,
     dots: Tensor,
+    *,
     l2: Any,
     beta1: Any,
     one_minus_beta1: Any,
@@ -369,7 +369,7 @@ def _single_tensor_adam(
     dots = _new_dots(params)
     for i, param in enumerate(params):
         scalars = _adam_scalars(steps[i], hp)
-        _adam_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], dots=dots[i], **scalars)
+        _adam_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], dots[i], **scalars)
     return _dots_to_host(dots)
 
 
@@ -457,29 +457,6 @@ def _multi_tensor_sgd(
         torch._foreach_add_(p, torch._foreach_mul(b, [-sgd_lrs[i] for i in idx]))
 
 
-def _run_per_row(
-    fn: UpdateFn,
-    rows: Sequence[Row],
-    name: str,
-    values: Sequence[Tensor],
-    scalars: Mapping[str, object],
-) -> None:
-    """Run ``fn(*rows[i], **scalars, name=values[i])`` fused, for every ``i``.
-
-    A kernel bound by :mod:`optimizers._fused` shares its keywords between all the
-    tensors of a compiled call, and ``_adam_kernel`` needs one accumulator per tensor.
-    So it is bound once per bucket (the scalars become 0-d tensors once; a new key
-    compiles once) and run one tensor per call, with that tensor's accumulator in
-    place of the bound one. The call's padding rows (zeros) see the same accumulator:
-    the kernel must add exactly nothing from a zero row. One call per tensor costs
-    more per tensor than ``_fused``'s batches of ``ROWS_PER_CALL``.
-    """
-    # The warm-up compile of a new key runs on zeros: it gets a throwaway tensor.
-    bound = fused_kernel(fn).bind(rows[0], **{name: torch.zeros_like(values[0])}, **scalars)
-    for row, value in zip(rows, values, strict=True):
-        replace(bound, kwargs={**bound.kwargs, name: value}).run([row])
-
-
 def _fused_adam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -490,14 +467,17 @@ def _fused_adam(
 ) -> Tensor:
     """Fused path: ``_adam_kernel`` compiled, the dot products in the same pass.
 
-    Each tensor has its own ``dots`` accumulator (see :func:`_run_per_row`); a
-    zero row's step is exactly 0 (``_safe_div`` even with ``eps = 0``), so the
-    padding rows of a compiled call add exactly nothing to it.
+    Each tensor's ``dots`` accumulator rides in its row, whole (``per_row``, see
+    :mod:`optimizers._fused`), so a compiled call updates several tensors.
     """
     dots = _new_dots(params)
-    for (_, _, step), idx in _buckets(params, steps).items():
-        rows = [(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]) for i in idx]
-        _run_per_row(_adam_kernel, rows, "dots", [dots[i] for i in idx], _adam_scalars(step, hp))
+    apply_fused(
+        _adam_kernel,
+        [params, grads, exp_avgs, exp_avg_sqs, dots],
+        steps,
+        lambda step: _adam_scalars(step, hp),
+        per_row=1,
+    )
     return _dots_to_host(dots)
 
 

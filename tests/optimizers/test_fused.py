@@ -180,3 +180,37 @@ def test_compile_failure_warns_once_and_runs_eagerly(monkeypatch: pytest.MonkeyP
 def test_fused_kernel_is_cached_per_function() -> None:
     assert fused_kernel(ema_kernel) is fused_kernel(ema_kernel)
     assert fused_kernel(ema_kernel) is not fused_kernel(ema_kernel_plain)
+
+
+def layer_stats_kernel(param: Tensor, grad: Tensor, stats: Tensor, *, lr: Any) -> None:
+    """A step, then the layer's (sum, min) into a per-row tensor: what SET-Adam needs."""
+    param.sub_(grad * lr)
+    stats.copy_(torch.stack([param.sum(dtype=torch.float64), param.min().to(torch.float64)]))
+
+
+@pytest.mark.slow
+def test_per_row_tensors_ride_whole_and_each_row_gets_its_own() -> None:
+    """11 rows of different sizes (a full call and a padded one): every row's stats are
+    its own layer's, equal to the eager kernel's; one graph, no recompile next step."""
+    sizes = [16_384 + 97 * i for i in range(11)]
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.randn(n, generator=gen, dtype=torch.float64) for n in sizes]
+    grads = [torch.randn(n, generator=gen, dtype=torch.float64) for n in sizes]
+    expected = [p.clone() for p in params]
+    for step in (1, 2):
+        stats = [torch.full((2,), math.nan, dtype=torch.float64) for _ in sizes]
+        if step == 2:
+            with no_recompile():
+                apply_fused(layer_stats_kernel, [params, grads, stats], [step] * 11, _lr, per_row=1)
+        else:
+            apply_fused(layer_stats_kernel, [params, grads, stats], [step] * 11, _lr, per_row=1)
+        eager_stats = [torch.empty(2, dtype=torch.float64) for _ in sizes]
+        for p, g, s in zip(expected, grads, eager_stats, strict=True):
+            layer_stats_kernel(p, g, s, lr=0.1)
+        for got, want in zip(stats + params, eager_stats + expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert len(fused_kernel(layer_stats_kernel, per_row=1).compiled_keys) == 1
+
+
+def _lr(step: int) -> dict[str, float]:
+    return {"lr": 0.1}
