@@ -18,8 +18,8 @@ from api_schemas.common import FiniteFloat, Schema, field_error, raise_errors
 from api_schemas.jobs import CatalogName, DatasetRef, ModelRef
 from api_schemas.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_TRIALS
 from api_schemas.search_space import lookup_optimizer
+from api_schemas.warm_start import Method
 
-Method: TypeAlias = Literal["nearest", "portfolio"]
 Modality: TypeAlias = Literal["tabular", "image", "text", "sequence"]
 TaskType: TypeAlias = Literal["classification", "regression", "language_modeling"]
 Direction: TypeAlias = Literal["minimize", "maximize"]

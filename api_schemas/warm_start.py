@@ -29,7 +29,9 @@ MAX_WARM_K = 50
 MAX_WARM_JOBS = 100
 SIMILAR: Literal["similar"] = "similar"
 
-WarmMethod: TypeAlias = Literal["nearest", "portfolio"]
+# How past trials are ranked, for recommendations and warm starts alike (defined here,
+# below the recommendations module in the import order).
+Method: TypeAlias = Literal["nearest", "portfolio"]
 
 
 def _as_uuid(item: Any) -> uuid.UUID | None:
@@ -101,7 +103,7 @@ class WarmStart(Schema):
 
     from_: WarmFrom = Field(alias="from")
     k: Annotated[int, Field(strict=True, ge=1, le=MAX_WARM_K)] = 5
-    method: WarmMethod = "nearest"
+    method: Method = "nearest"
     narrow: StrictBool = False
 
 
@@ -174,10 +176,10 @@ class ResolvedWarmStart(Schema):
 __all__ = [
     "MAX_WARM_K",
     "SIMILAR",
+    "Method",
     "NarrowedRange",
     "ResolvedWarmStart",
     "WarmConfiguration",
-    "WarmMethod",
     "WarmSource",
     "WarmStart",
     "warm_start_conflicts",

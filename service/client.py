@@ -18,9 +18,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from api_schemas import BestRead, CurveRead, JobCreate, JobRead, Page, TrialRead
 from api_schemas.datasets import DatasetUploadRead
@@ -36,6 +37,7 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 JobRef = uuid.UUID | str
 TRIALS_PAGE = 500  # the API's largest trials page
 CURVES_PAGE = 100  # the curves endpoint's default page (its points make pages heavy)
+ItemT = TypeVar("ItemT", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -145,19 +147,8 @@ class Client:
         ``state`` keeps one state (``complete``, ``pruned``, ``fail``...); ``limit``
         stops after that many trials.
         """
-        offset = 0
-        while limit is None or offset < limit:
-            size = TRIALS_PAGE if limit is None else min(TRIALS_PAGE, limit - offset)
-            params: dict[str, Any] = {"limit": size, "offset": offset}
-            if state:
-                params["state"] = state
-            page = Page[TrialRead].model_validate(
-                self.request("GET", f"/v1/jobs/{job_id}/trials", params=params)
-            )
-            yield from page.items
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
-                return
+        filters = {"state": state} if state else {}
+        return self._pages(TrialRead, f"/v1/jobs/{job_id}/trials", TRIALS_PAGE, filters, limit)
 
     def curve(self, job_id: JobRef, number: int) -> CurveRead:
         """One trial's per-epoch curve."""
@@ -167,14 +158,23 @@ class Client:
 
     def curves(self, job_id: JobRef, *, metric: str | None = None) -> Iterator[TrialCurve]:
         """Every trial's curve in trial-number order (``GET /v1/jobs/{id}/curves``, all pages)."""
+        filters = {"metric": metric} if metric else {}
+        return self._pages(TrialCurve, f"/v1/jobs/{job_id}/curves", CURVES_PAGE, filters)
+
+    def _pages(
+        self,
+        item: type[ItemT],
+        path: str,
+        page_size: int,
+        filters: dict[str, Any],
+        limit: int | None = None,
+    ) -> Iterator[ItemT]:
+        """Every item of a paged ``GET``, page by page; ``limit`` stops after that many."""
         offset = 0
-        while True:
-            params: dict[str, Any] = {"limit": CURVES_PAGE, "offset": offset}
-            if metric:
-                params["metric"] = metric
-            page = Page[TrialCurve].model_validate(
-                self.request("GET", f"/v1/jobs/{job_id}/curves", params=params)
-            )
+        while limit is None or offset < limit:
+            size = page_size if limit is None else min(page_size, limit - offset)
+            params: dict[str, Any] = {**filters, "limit": size, "offset": offset}
+            page = Page[item].model_validate(self.request("GET", path, params=params))  # type: ignore[valid-type]
             yield from page.items
             offset += len(page.items)
             if not page.items or offset >= page.total:

@@ -37,14 +37,13 @@ import statistics
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from api_schemas.recommendations import Method
 from api_schemas.search_space import OPTIMIZER_PARAM, SCHEDULE_PARAM
 from service.recommend.index import PastTask, PastTrial, load_history
-
-Method = Literal["nearest", "portfolio"]
 
 # Counts compare by ratio: log1p before standardising. class_balance is already a ratio.
 _LOG_FEATURES = ("n_parameters", "n_examples", "n_features", "n_classes", "epochs", "batch_size")
