@@ -27,12 +27,15 @@ The choices below, and why:
   2-element dummy tensors. On the demonstrator Adam this cut the cost per tensor
   from ~68 us to ~19 us. The warm-up gives every row a different size, so that
   dynamo does not assume (and guard) that the rows' sizes are equal.
-* **Small CPU tensors run eagerly.** Every compiled call on CPU opens an OpenMP
-  parallel region, while the eager update of a tensor of 64 elements takes ~22 us;
-  below 16,384 elements eager is as fast, moves a negligible share of the bytes,
-  and never waits on a parallel region whose second thread another process has
-  descheduled (milliseconds on a busy machine). On GPUs every size >= 2 is
-  compiled: one launch instead of one per operation.
+* **Small CPU tensors take a serial graph.** Every compiled call on CPU opens an
+  OpenMP parallel region, which for a tensor of a few thousand elements costs more
+  than it saves (and waits for a second thread that another process may have
+  descheduled, milliseconds on a busy machine). Below 16,384 elements rows go to a
+  second compiled variant whose loops are serial (see the warm-up below). Running
+  them eagerly instead costs one kernel launch per operation: ~5 us each, ~100 us
+  per tensor for LAMB's or SET-Adam's two passes, 1.5-2 ms of a step with the
+  bench's 16 bias-sized tensors. Tensors of 0 or 1 element, and non-contiguous
+  ones, run eagerly. On GPUs every size >= 2 takes the one (parallel) graph.
 * **Scalars as 0-d tensors.** Every ``int``/``float`` keyword (learning rate from
   a schedule, bias corrections, the step) is passed as a 0-d tensor on the
   parameter's device: a changed value is new *data*, not a failed guard, so a
@@ -53,14 +56,15 @@ The choices below, and why:
   is inlined by Inductor into the element loop, where the C++ compiler cannot
   hoist it (the scalar inputs may alias the outputs): on the demonstrator Adam
   that made the kernel 3-4x slower than the same kernel fed coefficients.
-* **Compiled once per (function, dtypes, device), on a warm-up call.** The first
-  call for a new key compiles on zero-filled dummy tensors of ~65,536 elements.
-  Inductor's CPU code generator decides whether to emit an OpenMP-parallel loop
-  from the size it sees at compile time; compiling on whatever tensor comes first
-  (often a small one) would give a serial kernel for every later shape. A compile
-  failure (no C++ compiler, an untraceable function) therefore happens before any
-  real tensor is touched: it is reported once with a ``RuntimeWarning`` and that
-  key runs eagerly from then on, with the same results.
+* **Compiled once per (function, dtypes, device, variant), on a warm-up call.** The
+  first call for a new key compiles on zero-filled dummy tensors. Inductor's CPU
+  code generator decides whether to emit an OpenMP-parallel loop from the size it
+  sees at compile time, so the parallel variant warms up on ~65,536 elements (a
+  parallel loop for up to 128 threads) and the serial one on ~256; compiling on
+  whatever tensor comes first would pick by chance. A compile failure (no C++
+  compiler, an untraceable function) therefore happens before any real tensor is
+  touched: it is reported once with a ``RuntimeWarning`` and that key runs eagerly
+  from then on, with the same results.
 * **A private code object per key.** Dynamo caches compiled graphs on a code
   object and gives up (runs eagerly) after ``torch._dynamo.config.recompile_limit``
   (8) variants. Every kernel's multi-tensor wrapper shares one code object, and a
@@ -71,7 +75,21 @@ The choices below, and why:
   pass and read by the next, an accumulator): they are neither flattened nor
   size-checked, their shape is part of the graph, and the padding rows get their
   own. Each row needs its own such tensors (distinct allocations: views of one
-  buffer would alias, which fails the guards).
+  buffer would alias, which fails the guards), with at least one dimension
+  (torch 2.13 silently drops compiled writes into 0-d float64 inputs).
+* **Per-layer results are finished in the pass that reduces.** A coefficient that
+  the next pass needs (LAMB's ``lr * ratio``, SET-Adam's scale and shift) is
+  computed once, at the end of the reducing pass, and stored in the per-row
+  tensor: math on the reductions left to the next pass would be inlined into its
+  element loop, like any scalar math (see above).
+* **Reductions over stored values share the store's loop** (:data:`REDUCE_AS_STORED`).
+  By default Inductor recomputes a value such as the new ``v`` inside the
+  reduction's loop and writes it back in a second loop over the tensor (two
+  reads of the inputs instead of one); with ``realize_acc_reads_threshold=1`` the
+  stores and the reductions share one loop (SET-Adam's moments pass on 10M
+  elements: 6.1 -> 3.8 ms, LAMB's: 9.5 -> 4.9 ms). It is an option per kernel, not
+  a default: on SWATS's Adam kernel, whose reductions read a value it never stores
+  (the step ``p``), it makes ``p`` a temporary buffer and the step 2.5x slower.
 * ``fullgraph=True``: a graph break would split the update into several passes and
   silently lose the point of fusing; an error instead triggers the eager fallback.
 
@@ -104,12 +122,14 @@ import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeAlias, TypeGuard
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "REDUCE_AS_STORED",
     "ROWS_PER_CALL",
     "BoundKernel",
     "FusedKernel",
@@ -124,13 +144,21 @@ _Key: TypeAlias = tuple[object, ...]
 
 # Tensors updated by one call of a compiled function (see the module docstring).
 ROWS_PER_CALL = 8
-# Compile-time size hint: large enough that Inductor emits a parallel loop for any
-# thread count up to 128 (its minimum chunk is 512 elements per thread).
-_WARMUP_NUMEL = 65_536
+# Compile-time size hints: Inductor's CPU code generator emits an OpenMP-parallel loop
+# when the size it sees gives each thread at least 512 elements. The parallel variant
+# is compiled on 65,536 (parallel for up to 128 threads), the serial one on 256.
+_PARALLEL_WARMUP_NUMEL = 65_536
+_SERIAL_WARMUP_NUMEL = 256
+# Inductor options for every kernel: dynamo's guards already check the inputs' sizes
+# and strides, the generated code's asserts would repeat it (~15 us per call).
+_BASE_OPTIONS: Mapping[str, Any] = MappingProxyType({"size_asserts": False})
+# Inductor options for a kernel whose reductions read values it also stores (see
+# the module docstring).
+REDUCE_AS_STORED: Mapping[str, Any] = MappingProxyType({"realize_acc_reads_threshold": 1})
 # Sizes 0 and 1 are specialised by dynamo; smaller tensors run eagerly.
 _MIN_COMPILED_NUMEL = 2
-# On CPU, tensors below this size run eagerly (see the module docstring).
-_CPU_MIN_COMPILED_NUMEL = 16_384
+# On CPU, tensors below this size take the serial variant (see the module docstring).
+_CPU_SERIAL_NUMEL = 16_384
 
 
 def scalar_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -151,13 +179,13 @@ class BoundKernel:
     """A kernel with its scalars prepared for one bucket of tensors.
 
     A *row* is the tensors of one update: parameter, gradient, state... (``None``
-    for an absent optional buffer).
+    for an absent optional buffer). ``variant(serial)`` gives the compiled function
+    for large (``False``) or small CPU (``True``) rows, compiling on first use.
     """
 
     eager: UpdateFn
-    compiled: _Compiled
     kwargs: Mapping[str, Any]
-    min_numel: int = _MIN_COMPILED_NUMEL
+    variant: Callable[[bool], _Compiled]
     per_row: int = 0
 
     def __call__(self, *row: Tensor | None) -> None:
@@ -171,23 +199,35 @@ class BoundKernel:
             with torch.no_grad():
                 self.run(rows)
             return
-        batch: list[Tensor | None] = []
+        # Index 0: the parallel variant, 1: the serial one (small CPU tensors).
+        batches: tuple[list[Tensor | None], list[Tensor | None]] = ([], [])
+        variants: list[_Compiled | None] = [None, None]
         for row in rows:
-            flat = _flat_views(row, self.min_numel, self.per_row) if self.compiled.fn else None
+            param = row[0]
+            assert param is not None
+            numel = param.numel()
+            flat = None
+            if numel >= _MIN_COMPILED_NUMEL:
+                index = int(param.is_cpu and numel < _CPU_SERIAL_NUMEL)
+                compiled = variants[index] or self.variant(bool(index))
+                variants[index] = compiled
+                flat = _flat_views(row, self.per_row) if compiled.fn else None
             if flat is None:
                 self.eager(*row, **self.kwargs)
                 continue
+            batch = batches[index]
             batch.extend(flat)
             if len(batch) == ROWS_PER_CALL * len(row):
-                self._call(batch)
-                batch = []
-        if batch:
-            missing = ROWS_PER_CALL - len(batch) // len(rows[0])
-            self._call(batch + [t for pad in self.compiled.padding[:missing] for t in pad])
+                self._call(compiled, batch)
+                batch.clear()
+        for batch, last in zip(batches, variants, strict=True):
+            if batch and last is not None:
+                missing = ROWS_PER_CALL - len(batch) // len(rows[0])
+                self._call(last, batch + [t for pad in last.padding[:missing] for t in pad])
 
-    def _call(self, batch: list[Tensor | None]) -> None:
-        assert self.compiled.fn is not None
-        self.compiled.fn(*batch, **self.kwargs)
+    def _call(self, compiled: _Compiled, batch: list[Tensor | None]) -> None:
+        assert compiled.fn is not None
+        compiled.fn(*batch, **self.kwargs)
 
 
 class FusedKernel:
@@ -196,9 +236,12 @@ class FusedKernel:
     Use :func:`fused_kernel` to get the process-wide instance for a function.
     """
 
-    def __init__(self, fn: UpdateFn, per_row: int = 0) -> None:
+    def __init__(
+        self, fn: UpdateFn, per_row: int = 0, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.fn = fn
         self.per_row = per_row
+        self.options = dict(options or {})
         self._compiled: dict[_Key, _Compiled] = {}
         self._lock = threading.Lock()
         self._warned = False
@@ -217,6 +260,9 @@ class FusedKernel:
         param = example[0]
         if param is None:
             raise ValueError("the first tensor (the parameter) cannot be None")
+        if any(t is not None and t.dim() == 0 for t in example[len(example) - self.per_row :]):
+            # torch 2.13 drops compiled writes into 0-d float64 inputs, silently.
+            raise ValueError("per-row tensors need at least one dimension")
         dtype = scalar_dtype(param.dtype)
         kwargs = {
             name: _as_scalar(value, dtype, param.device) if _is_number(value) else value
@@ -224,27 +270,38 @@ class FusedKernel:
         }
         if torch.compiler.is_compiling():
             # Inside an outer torch.compile: let it trace the plain function.
-            return BoundKernel(self.fn, _Compiled(None), kwargs)
+            return BoundKernel(self.fn, kwargs, lambda serial: _Compiled(None))
         key = _key(example, kwargs)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compile(key, example, kwargs)
-        return BoundKernel(self.fn, compiled, kwargs, _min_numel(param.device), self.per_row)
+
+        def variant(serial: bool) -> _Compiled:
+            compiled = self._compiled.get((*key, serial))
+            if compiled is None:
+                compiled = self._compile((*key, serial), example, kwargs, serial)
+            return compiled
+
+        return BoundKernel(self.fn, kwargs, variant, self.per_row)
 
     def __call__(self, *row: Tensor | None, **scalars: object) -> None:
         """Bind and run on one row (convenient, but binds on every call)."""
         self.bind(row, **scalars)(*row)
 
-    def _compile(self, key: _Key, example: Row, kwargs: Mapping[str, Any]) -> _Compiled:
+    def _compile(
+        self, key: _Key, example: Row, kwargs: Mapping[str, Any], serial: bool
+    ) -> _Compiled:
         with self._lock:
             if key in self._compiled:
                 return self._compiled[key]
             rows_fn = _clone_function(_rows_function(self.fn, len(example)))
             try:
-                compiled: UpdateFn = torch.compile(rows_fn, fullgraph=True, dynamic=True)
+                compiled: UpdateFn = torch.compile(
+                    rows_fn,
+                    fullgraph=True,
+                    dynamic=True,
+                    options={**_BASE_OPTIONS, **self.options},
+                )
                 with torch.no_grad():
                     compiled(
-                        *_dummy_rows(example, _WARMUP_NUMEL, ROWS_PER_CALL, self.per_row),
+                        *_dummy_rows(example, _warmup_numel(serial), ROWS_PER_CALL, self.per_row),
                         **kwargs,
                     )
                 entry = _Compiled(compiled, _padding(example, self.per_row))
@@ -268,21 +325,24 @@ class FusedKernel:
         )
 
 
-_KERNELS: dict[tuple[UpdateFn, int], FusedKernel] = {}
+_KERNELS: dict[tuple[object, ...], FusedKernel] = {}
 _KERNELS_LOCK = threading.Lock()
 
 
-def fused_kernel(fn: UpdateFn, per_row: int = 0) -> FusedKernel:
+def fused_kernel(
+    fn: UpdateFn, per_row: int = 0, options: Mapping[str, Any] | None = None
+) -> FusedKernel:
     """The process-wide :class:`FusedKernel` of ``fn`` (created on first use).
 
     ``per_row``: how many tensors at the end of each row are small per-layer tensors
-    of a fixed shape (see the module docstring).
+    of a fixed shape; ``options``: Inductor options for its compile, such as
+    :data:`REDUCE_AS_STORED` (see the module docstring).
     """
-    key = (fn, per_row)
+    key = (fn, per_row, tuple(sorted((options or {}).items())))
     kernel = _KERNELS.get(key)
     if kernel is None:
         with _KERNELS_LOCK:
-            kernel = _KERNELS.setdefault(key, FusedKernel(fn, per_row))
+            kernel = _KERNELS.setdefault(key, FusedKernel(fn, per_row, options))
     return kernel
 
 
@@ -292,6 +352,7 @@ def apply_fused(
     steps: Sequence[int],
     scalars: Callable[[int], Mapping[str, object]],
     per_row: int = 0,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
     """Run ``fn`` compiled on every tensor: the body of an optimizer's fused path.
 
@@ -305,8 +366,9 @@ def apply_fused(
             once per bucket of tensors sharing device, dtype and step.
         per_row: the last ``per_row`` lists hold small per-layer tensors of a fixed
             shape, one per parameter (see the module docstring).
+        options: Inductor options for the compile (see :func:`fused_kernel`).
     """
-    kernel = fused_kernel(fn, per_row)
+    kernel = fused_kernel(fn, per_row, options)
     with torch.no_grad():
         for (_, _, step), idx in _buckets(tensor_lists[0], steps).items():
             rows = [tuple(lst[i] if lst else None for lst in tensor_lists) for i in idx]
@@ -334,22 +396,25 @@ def _key(example: Row, kwargs: Mapping[str, Any]) -> _Key:
     return (dtypes, device, structure)
 
 
-def _min_numel(device: torch.device) -> int:
-    return _CPU_MIN_COMPILED_NUMEL if device.type == "cpu" else _MIN_COMPILED_NUMEL
+def _warmup_numel(serial: bool) -> int:
+    return _SERIAL_WARMUP_NUMEL if serial else _PARALLEL_WARMUP_NUMEL
 
 
-def _flat_views(row: Row, min_numel: int, per_row: int = 0) -> list[Tensor | None] | None:
-    """1-D views of ``row`` (its per-layer tail whole), or ``None`` to run it eagerly."""
-    out: list[Tensor | None] = []
-    for i, t in enumerate(row):
-        if t is None or i >= len(row) - per_row:
-            out.append(t)
+def _flat_views(row: Row, per_row: int = 0) -> list[Tensor | None] | None:
+    """1-D views of ``row`` (its per-layer tail whole), or ``None`` to run it eagerly.
+
+    The tensors of a row other than the per-layer tail have the parameter's shape.
+    """
+    out = list(row)
+    for i in range(len(row) - per_row):
+        t = row[i]
+        if t is None:
             continue
-        if t.numel() < min_numel or not t.is_contiguous():
+        if not t.is_contiguous():
             return None
         # A view of a leaf that requires grad would fail the guards of the warm-up's
         # plain tensors (a recompile); detach only where needed, it costs ~1 us.
-        out.append(t.detach().view(-1) if t.requires_grad else t.view(-1))
+        out[i] = t.detach().view(-1) if t.requires_grad else t.view(-1)
     return out
 
 

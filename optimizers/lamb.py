@@ -20,7 +20,7 @@ from optimizers._common import (
     _choose_impl,
     _closure_loss,
 )
-from optimizers._fused import apply_fused
+from optimizers._fused import REDUCE_AS_STORED, apply_fused, scalar_dtype
 
 __all__ = ["LAMB"]
 
@@ -210,63 +210,103 @@ def _lamb_scalars(
     weight_decay: float,
     max_weight_norm: float | None,
     trust_ratio: bool,
-) -> dict[str, Any]:
-    """Every scalar of one step at step count ``step``.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scalars of both passes at step count ``step``: (moments, update).
 
     ``trust_ratio`` (structural) is how the caller applies ``exclude_1d``: without it
     (and with ``weight_decay=0``) the step is plain bias-corrected Adam.
-    ``max_weight_norm`` is structural when ``None``.
+    ``max_weight_norm`` is structural when ``None``. The bias corrections are passed
+    as the factors ``1 / (1 - b1^t)`` and ``1 / sqrt(1 - b2^t)``: a multiply per
+    element where a division by a scalar would cost a division.
     """
-    return {
+    update = {
+        "inv_bias_correction1": 1.0 / (1.0 - beta1**step),
+        "inv_sqrt_bias_correction2": 1.0 / math.sqrt(1.0 - beta2**step),
+        "eps": eps,
+        "weight_decay": weight_decay if trust_ratio else 0.0,
+    }
+    moments = {
+        **update,
         "lr": lr,
         "beta1": beta1,
         "one_minus_beta1": 1.0 - beta1,
         "beta2": beta2,
         "one_minus_beta2": 1.0 - beta2,
-        "bias_correction1": 1.0 - beta1**step,
-        "bias_correction2": 1.0 - beta2**step,
-        "eps": eps,
-        "weight_decay": weight_decay if trust_ratio else 0.0,
         "max_weight_norm": max_weight_norm,
         "trust_ratio": trust_ratio,
     }
+    return moments, update
 
 
-def _lamb_kernel(
+def _lamb_direction(
+    param: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    inv_bias_correction1: Any,
+    inv_sqrt_bias_correction2: Any,
+    eps: Any,
+    weight_decay: Any,
+) -> Tensor:
+    """``r = m_hat / (sqrt(v_hat) + eps) + weight_decay * theta``, elementwise."""
+    denom = exp_avg_sq.sqrt() * inv_sqrt_bias_correction2 + eps
+    direction: Tensor = exp_avg * inv_bias_correction1 / denom + param * weight_decay
+    return direction
+
+
+def _sum_of_squares(x: Tensor) -> Tensor:
+    """``sum x^2`` in float64: no overflow nor lost ratio for any parameter dtype."""
+    x = x.to(torch.float64)
+    return (x * x).sum()
+
+
+def _lamb_moments_kernel(
     param: Tensor,
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
+    layer: Tensor,
     *,
     lr: Any,
     beta1: Any,
     one_minus_beta1: Any,
     beta2: Any,
     one_minus_beta2: Any,
-    bias_correction1: Any,
-    bias_correction2: Any,
-    eps: Any,
-    weight_decay: Any,
     max_weight_norm: Any,
     trust_ratio: bool,
+    **direction: Any,
 ) -> None:
-    """One LAMB step for one tensor; mutates ``param`` and the moments in place.
+    """First pass of a LAMB step for one tensor: the moments, and the layer's step
+    size ``lr * ratio`` into ``layer`` (one element).
 
-    Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
+    The norms of ``theta`` and ``r`` are reduced (float64) as the moments are written;
+    ``r`` itself is not stored: the second pass recomputes it from the same ``theta``,
+    ``m`` and ``v``, which reads three tensors where a stored ``r`` would cost a write
+    and a read. Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
     :func:`_lamb_scalars`, are Python floats on the reference path and 0-d tensors
-    on the fused one. The norms are reductions over the whole tensor on both paths
-    (the fused path compiles one kernel call per tensor, so each norm is one layer's).
+    on the fused one.
     """
     exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
     exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
-    denom = (exp_avg_sq / bias_correction2).sqrt() + eps
-    update = exp_avg / bias_correction1 / denom + param * weight_decay
     if trust_ratio:
-        dtype = _norm_dtype(param.dtype)
-        weight_norm = torch.linalg.vector_norm(param, dtype=dtype)
-        update_norm = torch.linalg.vector_norm(update, dtype=dtype)
-        update = update * _trust_ratio(weight_norm, update_norm, max_weight_norm)
-    param.sub_(update * lr)
+        update = _lamb_direction(param, exp_avg, exp_avg_sq, **direction)
+        weight_norm = _sum_of_squares(param).sqrt()
+        update_norm = _sum_of_squares(update).sqrt()
+        layer.copy_((_trust_ratio(weight_norm, update_norm, max_weight_norm) * lr).reshape(1))
+    else:
+        layer.fill_(lr)
+
+
+def _lamb_update_kernel(
+    param: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, layer: Tensor, **direction: Any
+) -> None:
+    """Second pass: ``theta <- theta - (lr * ratio) * r``, ``r`` recomputed."""
+    param.sub_(_lamb_direction(param, exp_avg, exp_avg_sq, **direction) * layer[0])
+
+
+def _new_layer_step(param: Tensor) -> Tensor:
+    """A layer's ``lr * ratio``, passed from the first kernel to the second."""
+    return torch.empty(1, dtype=scalar_dtype(param.dtype), device=param.device)
 
 
 def _single_tensor_lamb(
@@ -279,16 +319,13 @@ def _single_tensor_lamb(
     exclude_1d: bool,
     **hparams: Any,
 ) -> None:
-    """Reference path: ``_lamb_kernel`` run eagerly on each tensor in turn."""
+    """Reference path: the two kernels run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
         adapt = not (exclude_1d and param.ndim <= 1)
-        _lamb_kernel(
-            param,
-            grads[i],
-            exp_avgs[i],
-            exp_avg_sqs[i],
-            **_lamb_scalars(steps[i], trust_ratio=adapt, **hparams),
-        )
+        moments, update = _lamb_scalars(steps[i], trust_ratio=adapt, **hparams)
+        layer = _new_layer_step(param)
+        _lamb_moments_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], layer, **moments)
+        _lamb_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], layer, **update)
 
 
 def _fused_lamb(
@@ -301,7 +338,7 @@ def _fused_lamb(
     exclude_1d: bool,
     **hparams: Any,
 ) -> None:
-    """Fused path: ``_lamb_kernel`` compiled, norms included (see the class).
+    """Fused path: the two kernels compiled, one after the other over all tensors.
 
     The fused path flattens tensors, so ``exclude_1d`` is applied here, by running
     the adapted and the excluded tensors as two calls (two compiled variants).
@@ -310,15 +347,27 @@ def _fused_lamb(
         idx = [i for i, p in enumerate(params) if (not (exclude_1d and p.ndim <= 1)) == adapt]
         if not idx:
             continue
+        p, g, m, v = ([lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs))
+        layers = [_new_layer_step(param) for param in p]
+        bucket_steps = [steps[i] for i in idx]
 
-        def scalars(step: int, adapt: bool = adapt) -> dict[str, Any]:
+        def scalars(step: int, adapt: bool = adapt) -> tuple[dict[str, Any], dict[str, Any]]:
             return _lamb_scalars(step, trust_ratio=adapt, **hparams)
 
         apply_fused(
-            _lamb_kernel,
-            [[lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs)],
-            [steps[i] for i in idx],
-            scalars,
+            _lamb_moments_kernel,
+            [p, g, m, v, layers],
+            bucket_steps,
+            lambda step: scalars(step)[0],
+            per_row=1,
+            options=REDUCE_AS_STORED,
+        )
+        apply_fused(
+            _lamb_update_kernel,
+            [p, m, v, layers],
+            bucket_steps,
+            lambda step: scalars(step)[1],
+            per_row=1,
         )
 
 
@@ -337,7 +386,7 @@ def _multi_tensor_lamb(
     max_weight_norm: float | None,
     exclude_1d: bool,
 ) -> None:
-    """The math of ``_lamb_kernel`` with ``torch._foreach_*`` ops.
+    """The math of the two ``_lamb_*_kernel`` with ``torch._foreach_*`` ops.
 
     Tensors are bucketed by device, dtype and step count (so the bias corrections are
     single Python floats); the trust ratios of a bucket are computed from one

@@ -20,7 +20,7 @@ from optimizers._common import (
     _closure_loss,
     _is_number,
 )
-from optimizers._fused import apply_fused
+from optimizers._fused import REDUCE_AS_STORED, apply_fused, scalar_dtype
 
 __all__ = ["SETAdam"]
 
@@ -244,14 +244,14 @@ def _set_adam_scalars(
         "one_minus_beta1": 1.0 - beta1,
         "beta2": beta2,
         "one_minus_beta2": 1.0 - beta2,
+        "bias_correction2": 1.0 - beta2**step,
         "eps": eps,
+        "tau": tau,
         "eps_mode": eps_mode,
     }
     update = {
         "decay": 1.0 - lr * weight_decay if decays else None,
         "eps": eps,
-        "tau": tau,
-        "bias_correction2": 1.0 - beta2**step,
         "step_size": lr / (1.0 - beta1**step),
         "eps_mode": eps_mode,
     }
@@ -271,22 +271,29 @@ def _set_adam_moments_kernel(
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    stats: Tensor,
+    layer: Tensor,
     *,
     l2: Any,
     beta1: Any,
     one_minus_beta1: Any,
     beta2: Any,
     one_minus_beta2: Any,
+    bias_correction2: Any,
     eps: Any,
+    tau: Any,
     eps_mode: str,
 ) -> None:
-    """First pass of a SET-Adam step for one tensor: the moments, and the layer's
-    ``(sum v, sum v^2, min v)`` of the updated ``v`` into ``stats`` (3 float64).
+    """First pass of a SET-Adam step for one tensor: the moments, and the layer's two
+    coefficients into ``layer``: the scale ``c / (1 - b2^t)`` and the shift
+    ``tau * min(w)``.
 
-    ``theta`` is read only for the L2 term. The reductions are taken as ``v`` is
-    written, so the second pass reads ``v`` once instead of twice; they are float64,
-    so ``c`` neither overflows nor loses precision for low-precision parameters.
+    ``theta`` is read only for the L2 term. The reductions (``sum v``, ``sum v^2``,
+    ``min v``) are taken as ``v`` is written, so the second pass reads ``v`` once;
+    the sums are float64, so ``c`` neither overflows nor loses precision for
+    low-precision parameters. The coefficients are finished here, once per layer:
+    scalar math left to the second pass would be redone for every element there
+    (see :mod:`optimizers._fused`). ``w`` is a monotone function of ``v``, so
+    ``min(w)`` is ``w(min(v))``, exact because ``min(v)`` is over the stored ``v``.
     Tensor-polymorphic (see :mod:`optimizers._fused`): the scalars, from
     :func:`_set_adam_scalars`, are Python floats on the reference path and 0-d
     tensors on the fused one.
@@ -298,30 +305,26 @@ def _set_adam_moments_kernel(
     if eps_mode == "accumulate":
         exp_avg_sq.add_(eps)
     v = exp_avg_sq.to(torch.float64)
-    stats.copy_(torch.stack([v.sum(), (v * v).sum(), exp_avg_sq.min().to(torch.float64)]))
+    cos2 = _cos2(v.sum(), (v * v).sum(), exp_avg_sq.numel())
+    scale = (cos2 / bias_correction2).to(exp_avg_sq.dtype)
+    shift = _embed(exp_avg_sq.min(), scale, eps, eps_mode) * tau
+    layer.copy_(torch.stack([scale, shift]))
 
 
 def _set_adam_update_kernel(
     param: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    stats: Tensor,
+    layer: Tensor,
     *,
     decay: Any,
     eps: Any,
-    tau: Any,
-    bias_correction2: Any,
     step_size: Any,
     eps_mode: str,
 ) -> None:
-    """Second pass: ``theta`` from the moments and the layer's ``stats``.
-
-    ``w`` is a monotone function of ``v``, so ``min(w)`` is ``w(min(v))``, and
-    ``min(v)`` is exact: taken over the stored ``v`` this pass reads.
-    """
-    scale = (_cos2(stats[0], stats[1], exp_avg_sq.numel()) / bias_correction2).to(exp_avg_sq.dtype)
-    w = _embed(exp_avg_sq, scale, eps, eps_mode)
-    w = w - _embed(stats[2].to(exp_avg_sq.dtype), scale, eps, eps_mode) * tau
+    """Second pass: ``theta`` from the moments and the layer's (scale, shift)."""
+    scale = layer[0].to(exp_avg_sq.dtype)
+    w = _embed(exp_avg_sq, scale, eps, eps_mode) - layer[1].to(exp_avg_sq.dtype)
     if decay is not None:
         param.mul_(decay)
     param.sub_(_safe_div(exp_avg, w) * step_size)
@@ -338,14 +341,15 @@ def _single_tensor_set_adam(
     """Reference path: the two kernels run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
         moments, update = _set_adam_scalars(steps[i], **hparams)
-        stats = _new_stats(param)
-        _set_adam_moments_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], stats, **moments)
-        _set_adam_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], stats, **update)
+        layer = _new_layer_coefficients(param)
+        _set_adam_moments_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], layer, **moments)
+        _set_adam_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], layer, **update)
 
 
-def _new_stats(param: Tensor) -> Tensor:
-    """A layer's ``(sum v, sum v^2, min v)``, passed from the first kernel to the second."""
-    return torch.empty(3, dtype=torch.float64, device=param.device)
+def _new_layer_coefficients(param: Tensor) -> Tensor:
+    """A layer's (scale, shift), passed from the first kernel to the second; values of
+    the parameter's dtype, held in the scalar dtype of :mod:`optimizers._fused`."""
+    return torch.empty(2, dtype=scalar_dtype(param.dtype), device=param.device)
 
 
 def _fused_set_adam(
@@ -361,17 +365,18 @@ def _fused_set_adam(
     Both passes must end before ``theta`` moves (``c`` and ``min(w)`` need the whole
     updated ``v``), so a step moves 9 tensors' worth of bytes, not the 7 of one pass.
     """
-    stats = [_new_stats(p) for p in params]
+    layers = [_new_layer_coefficients(p) for p in params]
     apply_fused(
         _set_adam_moments_kernel,
-        [params, grads, exp_avgs, exp_avg_sqs, stats],
+        [params, grads, exp_avgs, exp_avg_sqs, layers],
         steps,
         lambda step: _set_adam_scalars(step, **hparams)[0],
         per_row=1,
+        options=REDUCE_AS_STORED,
     )
     apply_fused(
         _set_adam_update_kernel,
-        [params, exp_avgs, exp_avg_sqs, stats],
+        [params, exp_avgs, exp_avg_sqs, layers],
         steps,
         lambda step: _set_adam_scalars(step, **hparams)[1],
         per_row=1,

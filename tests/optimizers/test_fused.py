@@ -22,7 +22,7 @@ from optimizers._fused import FusedKernel, apply_fused, fused_kernel
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")
 
-# Above the CPU eager threshold (16,384 elements), so they take the compiled path.
+# At least 16,384 elements: on CPU they take the parallel graph.
 SHAPES = [(20_000,), (130, 130), (32, 64, 3, 3)]
 STEPS = 50
 
@@ -120,21 +120,33 @@ def test_compiles_once_per_dtype() -> None:
 
 
 @pytest.mark.slow
-def test_small_and_non_contiguous_tensors_run_eagerly_without_compiling() -> None:
+def test_small_cpu_tensors_take_one_serial_graph_odd_ones_run_eagerly() -> None:
+    """Below 16,384 elements a second graph, compiled serial, serves every size; tensors
+    of 0 or 1 element and non-contiguous ones run the kernel eagerly, compiling nothing."""
     lists = _tensors(torch.float32)
     _run(lists, fused=True, steps=1)
-    odd = [torch.ones(1), torch.ones(6, 4).t(), torch.ones(0), torch.ones(100)]
-    grads = [torch.full_like(t, 0.5) for t in odd]
-    with no_recompile():
-        bound = fused_kernel(ema_kernel).bind(
-            [odd[0], grads[0], grads[0]], **ema_scalars(1, lr=1.0)
-        )
-        for t, g in zip(odd, grads, strict=True):
-            bound(t, g, torch.zeros_like(t))
-    for t in odd:
+    assert _graphs() == 1
+    odd = [torch.ones(1), torch.ones(6, 4).t(), torch.ones(0)]
+    small = [torch.ones(100), torch.ones(16_383), torch.ones(3, 5)]
+    tensors = odd + small
+    grads = [torch.full_like(t, 0.5) for t in tensors]
+    rows = [(t, g, torch.zeros_like(t)) for t, g in zip(tensors, grads, strict=True)]
+    fused_kernel(ema_kernel).bind(rows[0], **ema_scalars(1, lr=1.0)).run(rows)
+    for t in tensors:
         # buf = 0.1 * 0.5, step_size = 1.0 / (1 - 0.9): 1 - 0.05 * 10
         torch.testing.assert_close(t, torch.full_like(t, 0.5))
-    assert _graphs() == 1
+    assert _graphs() == 2
+    assert sorted(key[-1] for key in fused_kernel(ema_kernel).compiled_keys) == [False, True]
+    with no_recompile():
+        fused_kernel(ema_kernel).bind(rows[0], **ema_scalars(2, lr=1.0)).run(rows)
+    assert _graphs() == 2
+
+
+def test_zero_dim_per_row_tensors_are_refused() -> None:
+    """Compiled writes into 0-d float64 inputs are lost (torch 2.13): refuse them."""
+    row = (torch.ones(4), torch.ones(4), torch.zeros((), dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        fused_kernel(layer_stats_kernel, per_row=1).bind(row, lr=0.1)
 
 
 def ema_kernel_plain(param: Tensor, grad: Tensor, *, lr: Any) -> None:
