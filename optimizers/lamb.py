@@ -45,8 +45,9 @@ class LAMB(Optimizer):
     (sqrt(v_hat) + eps)``, the usual practice for BERT pre-training.
 
     State per parameter: ``step`` (float32 CPU tensor, as in ``torch.optim``),
-    ``exp_avg`` (``m``) and ``exp_avg_sq`` (``v``). Buffers have the parameter's dtype;
-    for bf16/fp16 parameters the norms are accumulated in float32.
+    ``exp_avg`` (``m``) and ``exp_avg_sq`` (``v``). Buffers have the parameter's dtype.
+    The norms are accumulated in float64 on the reference and fused paths, and in the
+    parameter's dtype (at least float32) on the foreach path.
 
     Args:
         params: iterable of parameters or of param-group dicts.
@@ -62,12 +63,13 @@ class LAMB(Optimizer):
             (default: False).
         foreach: use the multi-tensor (``torch._foreach_*``) implementation; ``None``
             means yes unless ``fused`` (default: None).
-        fused: compile each tensor's whole update with ``torch.compile`` (see
-            :mod:`optimizers._fused`): the same kernel as the reference path, norms
-            included. The trust ratio needs ``||r||`` before ``theta`` can move, so
-            this path takes two passes per tensor (moments and norms, then the
-            parameter), which Inductor generates from the one kernel. Cannot be
-            combined with ``foreach=True`` (default: None, i.e. no).
+        fused: compile each tensor's update with ``torch.compile`` (see
+            :mod:`optimizers._fused`): the same two kernels as the reference path.
+            The trust ratio needs ``||r||`` before ``theta`` can move, so this path
+            takes two passes per tensor: the moments with both norms reduced as they
+            are written, then the parameter, with ``r`` recomputed from ``theta``,
+            ``m`` and ``v``. Cannot be combined with ``foreach=True`` (default: None,
+            i.e. no).
 
     Sparse gradients and complex parameters are not supported (``RuntimeError``).
 
