@@ -71,6 +71,9 @@ class SWATS(Optimizer):
     ``torch.optim.SGD(momentum=b1)``), ``switch_lr`` and, with the global scope,
     ``group_step``. With the global scope every tensor of the group holds the same
     record. The state is the same on every path, so a run may change path on resume.
+    The dot products are accumulated in float64 on every path (on the fused path in
+    the same loop that writes the step: float32 sums compile to a slower, cascaded
+    summation), so the switch does not depend on the parameters' precision.
 
     Args:
         params: iterable of parameters or of param-group dicts.
@@ -269,7 +272,7 @@ def _adam_scalars(step: int, hp: _Hyper) -> dict[str, Any]:
 
 
 def _accumulate_dots(p_k: Tensor, grad: Tensor, dots: Tensor) -> None:
-    """``dots += (p.p, p.g)``, accumulated in ``dots``' dtype (at least float32)."""
+    """``dots += (p.p, p.g)``, accumulated in float64 (``dots``' dtype)."""
     p = p_k.to(dots.dtype)
     g = grad.to(dots.dtype)
     dots.add_(torch.stack([(p * p).sum(), (p * g).sum()]))
@@ -348,7 +351,7 @@ class _Path:
 
 
 def _new_dots(params: list[Tensor]) -> list[Tensor]:
-    return [torch.zeros(2, dtype=scalar_dtype(p.dtype), device=p.device) for p in params]
+    return [torch.zeros(2, dtype=torch.float64, device=p.device) for p in params]
 
 
 def _dots_to_host(dots: list[Tensor]) -> Tensor:
