@@ -43,12 +43,14 @@ def _check_betas(betas: Sequence[float], count: int = 2) -> None:
 
 
 def _advance(state_steps: list[Tensor]) -> list[int]:
-    """Increment every parameter's step counter and return the new counts."""
-    steps = []
-    for step_t in state_steps:
-        step_t += 1
-        steps.append(int(step_t.item()))
-    return steps
+    """Increment every parameter's step counter and return the new counts.
+
+    One ``_foreach_add_`` for all counters: an in-place add per tensor costs ~3 us,
+    a sizeable share of a step's host time with many small tensors.
+    """
+    if state_steps:
+        torch._foreach_add_(state_steps, 1.0)
+    return [int(step_t.item()) for step_t in state_steps]
 
 
 def _buckets(

@@ -197,15 +197,20 @@ def _radam_scalars(
     eps: float,
     weight_decay: float,
     decoupled_weight_decay: bool,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Every scalar of one step at step count ``step``.
 
-    The warm-up/rectified switch is a value, not a branch: ``sgd_step_size`` is
-    ``lr / (1 - b1^t)`` during the warm-up and 0 after it, ``adaptive_step_size``
-    ``lr * r_t * sqrt(1 - b2^t) / (1 - b1^t)`` once rectified and 0 before, and
+    A weight-decay term that does not apply is ``None`` (structural: no operation
+    in the kernel) rather than a multiply by 1 or an add of ``0 * theta``, which
+    is ``nan`` where ``theta`` is infinite. The warm-up/rectified switch is a value,
+    not a branch: ``sgd_step_size`` is ``lr / (1 - b1^t)`` during the warm-up and 0
+    after it, ``adaptive_step_size`` ``lr * r_t * sqrt(1 - b2^t) / (1 - b1^t)`` once
+    rectified and 0 before, and
     ``denom_shift`` (1 during the warm-up, 0 after) keeps the unused adaptive term
     finite (``0 / 1``) when ``eps == 0`` and ``v == 0``.
     """
+    decays = decoupled_weight_decay and weight_decay != 0.0
+    adds_l2 = not decoupled_weight_decay and weight_decay != 0.0
     bias_correction1 = 1.0 - beta1**step
     rect = _rectification(step, beta2)
     if rect is None:
@@ -214,8 +219,8 @@ def _radam_scalars(
         sgd_step_size, denom_shift = 0.0, 0.0
         adaptive_step_size = lr * rect * math.sqrt(1.0 - beta2**step) / bias_correction1
     return {
-        "decay": 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0,
-        "l2": 0.0 if decoupled_weight_decay else weight_decay,
+        "decay": 1.0 - lr * weight_decay if decays else None,
+        "l2": weight_decay if adds_l2 else None,
         "beta1": beta1,
         "one_minus_beta1": 1.0 - beta1,
         "beta2": beta2,
@@ -251,8 +256,10 @@ def _radam_kernel(
     on the fused one. Exactly one of the two step sizes is non-zero, so the update
     is ``lr * m_hat`` during the warm-up and the rectified adaptive step after it.
     """
-    param.mul_(decay)
-    grad = grad + param * l2
+    if decay is not None:
+        param.mul_(decay)
+    if l2 is not None:
+        grad = grad + param * l2
     exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
     exp_avg_sq.mul_(beta2).add_(grad * grad * one_minus_beta2)
     adaptive = adaptive_step_size / (exp_avg_sq.sqrt() + eps + denom_shift)

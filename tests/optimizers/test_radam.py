@@ -121,6 +121,26 @@ def _loss(params: list[torch.Tensor], problem: list[dict[str, torch.Tensor]]) ->
     )
 
 
+@pytest.mark.parametrize(
+    "path",
+    [{"foreach": False}, {"foreach": True}, {"fused": True}],
+    ids=["loop", "foreach", "fused"],
+)
+def test_no_weight_decay_leaves_an_infinite_weight_infinite(path: dict[str, bool]) -> None:
+    """Without weight decay the weights are not read into the moments: an infinite one
+    stays infinite, as with torch.optim.RAdam (``g + 0 * inf`` would make it nan)."""
+    values = [float("inf"), 1.0] + [1.0] * 20_000  # large enough for the fused kernel
+    ours = torch.tensor(values, requires_grad=True)
+    theirs = torch.tensor(values, requires_grad=True)
+    opt, ref = RAdam([ours], lr=0.1, **path), torch.optim.RAdam([theirs], lr=0.1)
+    for _ in range(7):  # both phases: rectified from step 6 with the default betas
+        ours.grad, theirs.grad = torch.ones_like(ours), torch.ones_like(theirs)
+        opt.step()
+        ref.step()
+    assert ours[0].item() == float("inf")
+    torch.testing.assert_close(ours, theirs)
+
+
 @pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
 def test_bf16_parameters(foreach: bool) -> None:
     """bf16 parameters keep bf16 state and descend about as far as float64 ones."""
