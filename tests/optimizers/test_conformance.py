@@ -17,6 +17,7 @@ import copy
 import inspect
 import math
 import random
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ N_SEARCH_POINTS = 20
 PARITY_STEPS = 200
 # "The loss decreases" means by at least 1%: an optimizer that barely moves fails.
 MIN_DECREASE = 0.99
+CPU = torch.device("cpu")
 
 
 # construction
@@ -381,36 +383,52 @@ FUSED_PARITY_SHAPES = [*PARITY_SHAPES, (130, 130)]
 
 
 def _run_synthetic(
-    name: str, impl: Mapping[str, bool], shapes: list[tuple[int, ...]]
+    name: str,
+    impl: Mapping[str, bool],
+    shapes: list[tuple[int, ...]],
+    device: torch.device = CPU,
 ) -> tuple[Optimizer, list[Tensor]]:
-    """Float64 steps on seeded gradients (noise plus a pull to zero), in 2 groups."""
+    """Float64 steps on seeded gradients (noise plus a pull to zero), in 2 groups.
+
+    The numbers are drawn on the CPU and moved to ``device``, so every device gets
+    the same problem.
+    """
     steps = PARITY_STEPS
     gen = torch.Generator().manual_seed(3)
-    params = [_leaf(torch.randn(s, generator=gen, dtype=torch.float64)) for s in shapes]
+    params = [_leaf(torch.randn(s, generator=gen, dtype=torch.float64).to(device)) for s in shapes]
     lr = _default_lr(get_spec(name)) * 10
     groups = [{"params": params[:3]}, {"params": params[3:], "lr": lr / 3}]
     opt = _make(name, groups, impl, lr=lr, total_steps=steps // 2)
     for _ in range(steps):
         for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64) + 0.1 * p.detach()
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(device)
+            p.grad = noise + 0.1 * p.detach()
         opt.step()
     return opt, params
 
 
-def _assert_parity(name: str, impl: Mapping[str, bool], shapes: list[tuple[int, ...]]) -> None:
-    """``impl`` against the reference loop: parameters and every state buffer."""
+def _assert_parity(
+    name: str, impl: Mapping[str, bool], shapes: list[tuple[int, ...]], device: torch.device
+) -> None:
+    """``impl`` on ``device`` against the reference loop on the CPU: parameters and
+    every state buffer. A fused kernel that fails to compile warns and runs eagerly
+    (same numbers): that warning fails the test, so parity means the compiled code."""
     reference = {"foreach": False} if "foreach" in _impl_kwargs(name) else {}
     ref_opt, ref_params = _run_synthetic(name, reference, shapes)
-    opt, params = _run_synthetic(name, impl, shapes)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "torch.compile of", RuntimeWarning)
+        opt, params = _run_synthetic(name, impl, shapes, device)
+    assert all(p.device.type == device.type for p in params)
     for p, q in zip(params, ref_params, strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(p.cpu(), q, rtol=1e-10, atol=1e-12)
     for s, t in zip(_floating_state(opt), _floating_state(ref_opt), strict=True):
-        torch.testing.assert_close(s, t, rtol=1e-10, atol=1e-12)
+        assert s.device.type == device.type or s.dim() == 0, "state left on another device"
+        torch.testing.assert_close(s.cpu(), t, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if "foreach" in _impl_kwargs(n)])
-def test_foreach_matches_reference(name: str) -> None:
-    _assert_parity(name, {"foreach": True}, PARITY_SHAPES)
+def test_foreach_matches_reference(name: str, device: torch.device) -> None:
+    _assert_parity(name, {"foreach": True}, PARITY_SHAPES, device)
 
 
 def _fused_params() -> Iterator[Any]:
@@ -423,8 +441,8 @@ def _fused_params() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("name", list(_fused_params()))
-def test_fused_matches_reference(name: str) -> None:
-    _assert_parity(name, {"fused": True}, FUSED_PARITY_SHAPES)
+def test_fused_matches_reference(name: str, device: torch.device) -> None:
+    _assert_parity(name, {"fused": True}, FUSED_PARITY_SHAPES, device)
 
 
 # O8: dtypes and numerical robustness

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:Depr
 # At least 16,384 elements: on CPU they take the parallel graph.
 SHAPES = [(20_000,), (130, 130), (32, 64, 3, 3)]
 STEPS = 50
+CPU = torch.device("cpu")
 
 
 def ema_kernel(
@@ -52,9 +53,9 @@ def fresh_kernels(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _tensors(dtype: torch.dtype, seed: int = 0) -> list[list[Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    params = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) for s in SHAPES]
+def _tensors(dtype: torch.dtype, device: torch.device = CPU) -> list[list[Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=gen, dtype=torch.float64).to(device, dtype) for s in SHAPES]
     return [params, [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]]
 
 
@@ -86,14 +87,15 @@ def _graphs() -> int:
 
 
 @pytest.mark.slow
-def test_one_compile_serves_every_shape_step_and_lr() -> None:
-    fused, eager = _tensors(torch.float32), _tensors(torch.float32)
+def test_one_compile_serves_every_shape_step_and_lr(device: torch.device) -> None:
+    fused, eager = _tensors(torch.float32, device), _tensors(torch.float32, device)
     _run(fused, fused=True, steps=1)
     assert _graphs() == 1
     with no_recompile():
         _run(fused, fused=True, start=2, steps=STEPS - 1)
     assert _graphs() == 1
-    assert len(fused_kernel(ema_kernel).compiled_keys) == 1
+    [(_, key_device, *_)] = fused_kernel(ema_kernel).compiled_keys
+    assert key_device.type == device.type
     _run(eager, fused=False, steps=1)
     _run(eager, fused=False, start=2, steps=STEPS - 1)
     for p, q in zip(fused[0], eager[0], strict=True):
@@ -101,9 +103,10 @@ def test_one_compile_serves_every_shape_step_and_lr() -> None:
 
 
 @pytest.mark.slow
-def test_compiles_once_per_dtype() -> None:
+def test_compiles_once_per_dtype(device: torch.device) -> None:
     """float64 matches the eager kernel to rounding; bf16 stays bf16."""
-    lists = {dtype: _tensors(dtype) for dtype in (torch.float32, torch.float64, torch.bfloat16)}
+    dtypes = (torch.float32, torch.float64, torch.bfloat16)
+    lists = {dtype: _tensors(dtype, device) for dtype in dtypes}
     for tensors in lists.values():
         _run(tensors, fused=True, steps=1)
     assert _graphs() == 3
@@ -111,7 +114,7 @@ def test_compiles_once_per_dtype() -> None:
         for tensors in lists.values():
             _run(tensors, fused=True, start=2, steps=10)
     assert len(fused_kernel(ema_kernel).compiled_keys) == 3
-    reference = _tensors(torch.float64)
+    reference = _tensors(torch.float64, device)
     _run(reference, fused=False, steps=1)
     _run(reference, fused=False, start=2, steps=10)
     for p, q in zip(lists[torch.float64][0], reference[0], strict=True):
