@@ -9,7 +9,7 @@ the reference, foreach and fused paths.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -71,6 +71,25 @@ def _check_impl(foreach: bool | None, fused: bool | None) -> None:
     """``fused`` and ``foreach`` name two different fast paths: at most one may be asked for."""
     if fused and foreach:
         raise ValueError("`fused` and `foreach` cannot both be True")
+
+
+def _check_param(optimizer: str, param: Tensor, grad: Tensor) -> None:
+    """Dense real tensors only: the update rules are written for them."""
+    if grad.is_sparse:
+        raise RuntimeError(f"{optimizer} does not support sparse gradients")
+    if torch.is_complex(param):
+        raise RuntimeError(f"{optimizer} does not support complex parameters")
+
+
+def _backfill(groups: list[dict[str, Any]], late_defaults: Mapping[str, Any]) -> None:
+    """Give param groups unpickled from an older version the keys they lack.
+
+    torch's ``__setstate__`` idiom: ``foreach`` and ``fused``, and each option added
+    later, with the value that keeps the old behaviour.
+    """
+    for group in groups:
+        for key, value in {"foreach": None, "fused": None, **late_defaults}.items():
+            group.setdefault(key, value)
 
 
 def _closure_loss(closure: Callable[[], float] | None) -> float | None:

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, overload
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.optimizer import ParamsT
 
+from optimizers._base import Buffer, Impl, MultiPathOptimizer
 from optimizers._common import (
-    _advance,
     _buckets,
     _check_betas,
     _check_impl,
     _check_nonnegative,
-    _choose_impl,
-    _closure_loss,
 )
 from optimizers._fused import apply_fused
 
 __all__ = ["AdEMAMix"]
 
 
-class AdEMAMix(Optimizer):
+class AdEMAMix(MultiPathOptimizer):
     r"""AdEMAMix (Pagliardini, Ablin and Grangier, 2024), Algorithm 1 of the paper.
 
     With ``t`` the step count of a parameter (starting at 1) and ``g`` its gradient::
@@ -78,6 +76,9 @@ class AdEMAMix(Optimizer):
         https://arxiv.org/abs/2409.03137
     """
 
+    update_keys = ("lr", "alpha", "alpha_warmup", "beta3_warmup", "eps", "weight_decay")
+    late_defaults = MappingProxyType({"alpha_warmup": None, "beta3_warmup": None})
+
     def __init__(
         self,
         params: ParamsT,
@@ -113,93 +114,12 @@ class AdEMAMix(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
-            group.setdefault("alpha_warmup", None)
-            group.setdefault("beta3_warmup", None)
+    def _buffers(self, group: dict[str, Any]) -> tuple[Buffer, ...]:
+        # With b1 = 0 the fast EMA is the gradient itself: no buffer.
+        return (("exp_avg", group["betas"][0] > 0.0), ("exp_avg_slow", True), ("exp_avg_sq", True))
 
-    def _init_group(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_slows: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        state_steps: list[Tensor],
-    ) -> None:
-        keep_fast = group["betas"][0] > 0.0
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("AdEMAMix does not support sparse gradients")
-            if torch.is_complex(p):
-                raise RuntimeError("AdEMAMix does not support complex parameters")
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg_slow"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if keep_fast:
-                # Created here rather than above so that a group switched from b1 = 0
-                # to b1 > 0 (or a state loaded from such a run) still gets its buffer.
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avgs.append(state["exp_avg"])
-            params.append(p)
-            grads.append(p.grad)
-            exp_avg_slows.append(state["exp_avg_slow"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            state_steps.append(state["step"])
-
-    @overload
-    def step(self, closure: None = None) -> None: ...
-
-    @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            exp_avg_slows: list[Tensor] = []
-            exp_avg_sqs: list[Tensor] = []
-            state_steps: list[Tensor] = []
-            self._init_group(
-                group, params, grads, exp_avgs, exp_avg_slows, exp_avg_sqs, state_steps
-            )
-            if not params:
-                continue
-            beta1, beta2, beta3 = group["betas"]
-            impl = _choose_impl(
-                group, _single_tensor_ademamix, _multi_tensor_ademamix, _fused_ademamix
-            )
-            impl(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_slows,
-                exp_avg_sqs,
-                _advance(state_steps),
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                beta3=beta3,
-                alpha=group["alpha"],
-                alpha_warmup=group["alpha_warmup"],
-                beta3_warmup=group["beta3_warmup"],
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-            )
-        return loss
+    def _paths(self) -> tuple[Impl, Impl, Impl]:
+        return _single_tensor_ademamix, _multi_tensor_ademamix, _fused_ademamix
 
 
 def _check_warmup(name: str, value: int | None) -> None:

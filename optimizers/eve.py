@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, overload
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.optimizer import ParamsT
 
+from optimizers._base import Buffer, Impl, MultiPathOptimizer
 from optimizers._common import (
-    _advance,
     _buckets,
     _check_flag,
     _check_impl,
     _check_nonnegative,
-    _choose_impl,
-    _closure_loss,
     _is_number,
 )
 from optimizers._fused import apply_fused
@@ -25,7 +23,7 @@ from optimizers._fused import apply_fused
 __all__ = ["EVE"]
 
 
-class EVE(Optimizer):
+class EVE(MultiPathOptimizer):
     r"""EVE (Khadangi, 2023), as in its author's TensorFlow implementation.
 
     With ``t`` the step count of a parameter (starting at 1) and ``g`` its gradient::
@@ -82,6 +80,9 @@ class EVE(Optimizer):
         Learning Rate And Beyond. https://arxiv.org/abs/2308.10740
     """
 
+    update_keys = ("lr", "alpha", "eps", "weight_decay")
+    late_defaults = MappingProxyType({"amsgrad": False})
+
     def __init__(
         self,
         params: ParamsT,
@@ -135,80 +136,22 @@ class EVE(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
-            group.setdefault("amsgrad", False)
             group.setdefault("lr_ref", group["lr"])
 
-    def _init_group(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        buffers: dict[str, list[Tensor]],
-        state_steps: list[Tensor],
-    ) -> None:
-        names = _BUFFERS + (("max_exp_avg_sq_short",) if group["amsgrad"] else ())
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("EVE does not support sparse gradients")
-            if torch.is_complex(p):
-                raise RuntimeError("EVE does not support complex parameters")
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-            for name in names:
-                if name not in state:
-                    state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                buffers.setdefault(name, []).append(state[name])
-            params.append(p)
-            grads.append(p.grad)
-            state_steps.append(state["step"])
+    def _buffers(self, group: dict[str, Any]) -> tuple[Buffer, ...]:
+        return (
+            ("exp_avg_short", True),
+            ("exp_avg_long", True),
+            ("exp_avg_sq_short", True),
+            ("exp_avg_sq_long", True),
+            ("max_exp_avg_sq_short", group["amsgrad"]),
+        )
 
-    @overload
-    def step(self, closure: None = None) -> None: ...
+    def _paths(self) -> tuple[Impl, Impl, Impl]:
+        return _single_tensor_eve, _multi_tensor_eve, _fused_eve
 
-    @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            buffers: dict[str, list[Tensor]] = {}
-            state_steps: list[Tensor] = []
-            self._init_group(group, params, grads, buffers, state_steps)
-            if not params:
-                continue
-            beta1, beta2, beta3 = group["betas"]
-            impl = _choose_impl(group, _single_tensor_eve, _multi_tensor_eve, _fused_eve)
-            impl(
-                params,
-                grads,
-                buffers["exp_avg_short"],
-                buffers["exp_avg_long"],
-                buffers["exp_avg_sq_short"],
-                buffers["exp_avg_sq_long"],
-                buffers.get("max_exp_avg_sq_short", []),
-                _advance(state_steps),
-                lr=group["lr"],
-                lr2=_effective_lr2(group),
-                beta1=beta1,
-                beta2=beta2,
-                beta3=beta3,
-                alpha=group["alpha"],
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-            )
-        return loss
-
-
-_BUFFERS = ("exp_avg_short", "exp_avg_long", "exp_avg_sq_short", "exp_avg_sq_long")
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {**super()._hyperparameters(group), "lr2": _effective_lr2(group)}
 
 
 def _effective_lr2(group: dict[str, Any]) -> float:

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, overload
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.optimizer import ParamsT
 
+from optimizers._base import Impl, MultiPathOptimizer
 from optimizers._common import (
-    _advance,
     _buckets,
     _check_betas,
     _check_flag,
     _check_impl,
     _check_nonnegative,
-    _choose_impl,
-    _closure_loss,
 )
 from optimizers._fused import REDUCE_AS_STORED, apply_fused, scalar_dtype
 
 __all__ = ["LAMB"]
 
 
-class LAMB(Optimizer):
+class LAMB(MultiPathOptimizer):
     r"""LAMB (You et al., 2019), Algorithm 2 of the paper.
 
     With ``t`` the step count of a parameter (starting at 1), ``g`` its gradient and
@@ -79,6 +77,9 @@ class LAMB(Optimizer):
         ICLR 2020. https://arxiv.org/abs/1904.00962
     """
 
+    update_keys = ("lr", "eps", "weight_decay", "max_weight_norm", "exclude_1d")
+    late_defaults = MappingProxyType({"max_weight_norm": None, "exclude_1d": False})
+
     def __init__(
         self,
         params: ParamsT,
@@ -116,77 +117,8 @@ class LAMB(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
-            group.setdefault("max_weight_norm", None)
-            group.setdefault("exclude_1d", False)
-
-    def _init_group(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        state_steps: list[Tensor],
-    ) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("LAMB does not support sparse gradients")
-            if torch.is_complex(p):
-                raise RuntimeError("LAMB does not support complex parameters")
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            state_steps.append(state["step"])
-
-    @overload
-    def step(self, closure: None = None) -> None: ...
-
-    @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            exp_avg_sqs: list[Tensor] = []
-            state_steps: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, state_steps)
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            impl = _choose_impl(group, _single_tensor_lamb, _multi_tensor_lamb, _fused_lamb)
-            impl(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                _advance(state_steps),
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                max_weight_norm=group["max_weight_norm"],
-                exclude_1d=group["exclude_1d"],
-            )
-        return loss
+    def _paths(self) -> tuple[Impl, Impl, Impl]:
+        return _single_tensor_lamb, _multi_tensor_lamb, _fused_lamb
 
 
 def _norm_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, overload
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.optimizer import ParamsT
 
+from optimizers._base import Impl, MultiPathOptimizer
 from optimizers._common import (
-    _advance,
     _buckets,
     _check_betas,
     _check_flag,
     _check_impl,
     _check_nonnegative,
-    _choose_impl,
-    _closure_loss,
     _is_number,
 )
 from optimizers._fused import REDUCE_AS_STORED, apply_fused, scalar_dtype
@@ -27,7 +25,7 @@ __all__ = ["SETAdam"]
 _EPS_MODES = ("root", "accumulate")
 
 
-class SETAdam(Optimizer):
+class SETAdam(MultiPathOptimizer):
     r"""SET-Adam (Zhang, 2023): suppresses the range of Adam's adaptive stepsizes.
 
     The state follows Adam's recursion; the three operations act, at every step, on a
@@ -91,6 +89,9 @@ class SETAdam(Optimizer):
         Generalisation Performance. https://arxiv.org/abs/2302.01029
     """
 
+    update_keys = ("lr", "eps", "tau", "weight_decay", "eps_mode", "decoupled_weight_decay")
+    late_defaults = MappingProxyType({"eps_mode": "root", "decoupled_weight_decay": True})
+
     def __init__(
         self,
         params: ParamsT,
@@ -130,81 +131,12 @@ class SETAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
-            group.setdefault("eps_mode", "root")
-            group.setdefault("decoupled_weight_decay", True)
+    def _updates(self, param: Tensor) -> bool:
+        # An empty tensor has nothing to update and no per-layer min or cosine.
+        return param.numel() > 0
 
-    def _init_group(
-        self,
-        group: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        state_steps: list[Tensor],
-    ) -> None:
-        for p in group["params"]:
-            # An empty tensor has nothing to update and no per-layer min or cosine.
-            if p.grad is None or p.numel() == 0:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("SETAdam does not support sparse gradients")
-            if torch.is_complex(p):
-                raise RuntimeError("SETAdam does not support complex parameters")
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            state_steps.append(state["step"])
-
-    @overload
-    def step(self, closure: None = None) -> None: ...
-
-    @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimization step; ``closure`` re-evaluates the loss."""
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            exp_avg_sqs: list[Tensor] = []
-            state_steps: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, state_steps)
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            impl = _choose_impl(
-                group, _single_tensor_set_adam, _multi_tensor_set_adam, _fused_set_adam
-            )
-            impl(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                _advance(state_steps),
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                tau=group["tau"],
-                weight_decay=group["weight_decay"],
-                eps_mode=group["eps_mode"],
-                decoupled_weight_decay=group["decoupled_weight_decay"],
-            )
-        return loss
+    def _paths(self) -> tuple[Impl, Impl, Impl]:
+        return _single_tensor_set_adam, _multi_tensor_set_adam, _fused_set_adam
 
 
 def _cos2(total: Tensor, total_sq: Tensor, numel: Tensor | int) -> Tensor:

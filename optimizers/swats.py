@@ -13,10 +13,12 @@ from torch.optim.optimizer import Optimizer, ParamsT
 
 from optimizers._common import (
     _advance,
+    _backfill,
     _buckets,
     _check_betas,
     _check_impl,
     _check_nonnegative,
+    _check_param,
     _choose_impl,
     _closure_loss,
 )
@@ -146,11 +148,7 @@ class SWATS(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("switch_test", "absolute")
-            group.setdefault("gamma_scope", "layer")
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
+        _backfill(self.param_groups, {"switch_test": "absolute", "gamma_scope": "layer"})
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
@@ -160,10 +158,7 @@ class SWATS(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("SWATS does not support sparse gradients")
-            if torch.is_complex(p):
-                raise RuntimeError("SWATS does not support complex parameters")
+            _check_param("SWATS", p, p.grad)
             state = self.state[p]
             if "step" not in state:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
