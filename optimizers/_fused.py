@@ -135,6 +135,7 @@ __all__ = [
     "FusedKernel",
     "apply_fused",
     "fused_kernel",
+    "per_layer_values",
     "scalar_dtype",
 ]
 
@@ -164,6 +165,12 @@ _CPU_SERIAL_NUMEL = 16_384
 def scalar_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype of the 0-d scalar tensors passed with tensors of ``dtype``."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def per_layer_values(param: Tensor, count: int) -> Tensor:
+    """Room for ``count`` values of ``param``'s layer that one pass writes and the next
+    reads (a row's per-row tail), in the dtype of the scalars passed with ``param``."""
+    return torch.empty(count, dtype=scalar_dtype(param.dtype), device=param.device)
 
 
 @dataclass(frozen=True)

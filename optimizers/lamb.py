@@ -18,7 +18,7 @@ from optimizers._common import (
     _check_impl,
     _check_nonnegative,
 )
-from optimizers._fused import REDUCE_AS_STORED, apply_fused, scalar_dtype
+from optimizers._fused import REDUCE_AS_STORED, apply_fused, per_layer_values
 
 __all__ = ["LAMB"]
 
@@ -238,11 +238,6 @@ def _lamb_update_kernel(
     param.sub_(_lamb_direction(param, exp_avg, exp_avg_sq, **direction) * layer[0])
 
 
-def _new_layer_step(param: Tensor) -> Tensor:
-    """A layer's ``lr * ratio``, passed from the first kernel to the second."""
-    return torch.empty(1, dtype=scalar_dtype(param.dtype), device=param.device)
-
-
 def _single_tensor_lamb(
     params: list[Tensor],
     grads: list[Tensor],
@@ -257,7 +252,7 @@ def _single_tensor_lamb(
     for i, param in enumerate(params):
         adapt = not (exclude_1d and param.ndim <= 1)
         moments, update = _lamb_scalars(steps[i], trust_ratio=adapt, **hparams)
-        layer = _new_layer_step(param)
+        layer = per_layer_values(param, 1)
         _lamb_moments_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], layer, **moments)
         _lamb_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], layer, **update)
 
@@ -282,7 +277,7 @@ def _fused_lamb(
         if not idx:
             continue
         p, g, m, v = ([lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs))
-        layers = [_new_layer_step(param) for param in p]
+        layers = [per_layer_values(param, 1) for param in p]  # lr * ratio
         bucket_steps = [steps[i] for i in idx]
 
         def scalars(step: int, adapt: bool = adapt) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -18,7 +18,7 @@ from optimizers._common import (
     _check_nonnegative,
     _is_number,
 )
-from optimizers._fused import REDUCE_AS_STORED, apply_fused, scalar_dtype
+from optimizers._fused import REDUCE_AS_STORED, apply_fused, per_layer_values
 
 __all__ = ["SETAdam"]
 
@@ -273,15 +273,9 @@ def _single_tensor_set_adam(
     """Reference path: the two kernels run eagerly on each tensor in turn."""
     for i, param in enumerate(params):
         moments, update = _set_adam_scalars(steps[i], **hparams)
-        layer = _new_layer_coefficients(param)
+        layer = per_layer_values(param, 2)
         _set_adam_moments_kernel(param, grads[i], exp_avgs[i], exp_avg_sqs[i], layer, **moments)
         _set_adam_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], layer, **update)
-
-
-def _new_layer_coefficients(param: Tensor) -> Tensor:
-    """A layer's (scale, shift), passed from the first kernel to the second; values of
-    the parameter's dtype, held in the scalar dtype of :mod:`optimizers._fused`."""
-    return torch.empty(2, dtype=scalar_dtype(param.dtype), device=param.device)
 
 
 def _fused_set_adam(
@@ -297,7 +291,7 @@ def _fused_set_adam(
     Both passes must end before ``theta`` moves (``c`` and ``min(w)`` need the whole
     updated ``v``), so a step moves 9 tensors' worth of bytes, not the 7 of one pass.
     """
-    layers = [_new_layer_coefficients(p) for p in params]
+    layers = [per_layer_values(p, 2) for p in params]  # (scale, shift)
     apply_fused(
         _set_adam_moments_kernel,
         [params, grads, exp_avgs, exp_avg_sqs, layers],
