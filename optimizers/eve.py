@@ -112,8 +112,6 @@ class EVE(MultiPathOptimizer):
             raise ValueError(f"Invalid alpha value: {alpha} (must be in [0, 1))")
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
-        if not isinstance(amsgrad, bool):
-            raise ValueError(f"Invalid amsgrad value: {amsgrad!r}")
         defaults = {
             "lr": lr,
             "lr2": lr2,

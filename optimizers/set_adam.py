@@ -116,8 +116,6 @@ class SETAdam(MultiPathOptimizer):
         _check_flag("decoupled_weight_decay", decoupled_weight_decay)
         if eps_mode not in _EPS_MODES:
             raise ValueError(f"Invalid eps_mode value: {eps_mode!r} (must be one of {_EPS_MODES})")
-        if not isinstance(decoupled_weight_decay, bool):
-            raise ValueError(f"Invalid decoupled_weight_decay value: {decoupled_weight_decay!r}")
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
