@@ -11,10 +11,12 @@ one run:
    as 2 streams, for reference;
 2. the step time of each registry optimizer on each path its constructor offers:
    ``reference`` (``foreach=False``), ``foreach`` (``foreach=True``) and ``fused``
-   (``fused=True``), plus ``torch.optim.AdamW(fused=True)`` / ``(foreach=True)`` as
-   anchors, and ``demo_adam``: AdamW's update written as one per-tensor function and
-   run eagerly (``reference``) or compiled through ``optimizers._fused``
-   (``fused``), the demonstrator of that module;
+   (``fused=True``; on the CPU this runs an optimizer's native kernel where it has
+   one, see ``optimizers._native``, and ``compiled`` is then the same path with the
+   native kernels off, the code CUDA runs), plus ``torch.optim.AdamW(fused=True)`` /
+   ``(foreach=True)`` as anchors, and ``demo_adam``: AdamW's update written as one
+   per-tensor function and run eagerly (``reference``) or compiled through
+   ``optimizers._fused`` (``fused``), the demonstrator of that module;
 3. each floor, from the state the optimizer actually keeps after one step:
    ``(2 x param + grad + 2 x each state buffer) bytes / bandwidth``. Lookahead's
    slow weights are touched once every ``k`` steps and are counted as such.
@@ -35,6 +37,7 @@ Usage: python bench/optimizer_step.py [--params 10_000_000 --tensors 50 --repeat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import inspect
 import math
@@ -53,6 +56,7 @@ from torch.optim import Optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from optimizers import _native
 from optimizers._build import import_path
 from optimizers._fused import apply_fused
 from optimizers.registry import WRAPPER_SEPARATOR, get_spec, list_specs
@@ -230,6 +234,7 @@ class Case:
     name: str
     path: str
     make: Callable[[list[Tensor]], Optimizer]
+    native: bool = True  # False: the native CPU kernels off (the "compiled" path)
 
 
 def _registry_factory(name: str) -> tuple[Callable[..., Optimizer], set[str]]:
@@ -290,6 +295,8 @@ def cases(only: set[str] | None) -> Iterator[Case]:
             continue
         for path, impl in _paths(supported):
             yield Case(name, path, lambda ps, make=make, impl=impl: make(ps, **impl))
+        if name in _native.kernel_names():
+            yield Case(name, "compiled", lambda ps, make=make: make(ps, fused=True), native=False)
 
 
 # floor
@@ -335,6 +342,11 @@ def run_case(case: Case, params: list[Tensor], args: argparse.Namespace, bw: Ban
 
     On a shared machine the best ratio is the least disturbed repeat's.
     """
+    with contextlib.nullcontext() if case.native else _native.disabled():
+        return _run_case(case, params, args, bw)
+
+
+def _run_case(case: Case, params: list[Tensor], args: argparse.Namespace, bw: Bandwidth) -> Row:
     optimizer = case.make(params)
     first = time_call(optimizer.step, bw.device, 1)[0]
     time_call(optimizer.step, bw.device, args.warmup)

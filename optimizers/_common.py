@@ -54,7 +54,7 @@ def _advance(state_steps: list[Tensor]) -> list[int]:
 
 
 def _buckets(
-    params: list[Tensor], steps: list[int]
+    params: Sequence[Tensor], steps: Sequence[int]
 ) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
     """Indices of ``params`` grouped by (device, dtype, step).
 

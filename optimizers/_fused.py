@@ -8,7 +8,10 @@ crosses the memory bus once per operation that touches it: on a 2-core CPU a
 ``torch.optim.AdamW(fused=True)`` (a hand-written single-pass kernel) takes ~1.2x.
 Compiling the per-tensor update with ``torch.compile`` gives the same single pass
 for every optimizer without a hand-written kernel per optimizer (measured on the
-bench's demonstrator Adam: see ``bench/optimizer_step.py``).
+bench's demonstrator Adam: see ``bench/optimizer_step.py``). On CUDA this is every
+fused path; on the CPU, optimizers whose step needs two passes (LAMB, SET-Adam) run
+float32/float64 tensors through a native kernel instead (:mod:`optimizers._native`
+says why) and come here for the rest.
 
 An optimizer provides one *kernel*: ``fn(param, grad, *state, **scalars)``, the
 element-wise update of one tensor, which its reference path also calls eagerly.
@@ -127,6 +130,8 @@ from typing import Any, TypeAlias, TypeGuard
 
 import torch
 from torch import Tensor
+
+from optimizers._common import _buckets
 
 __all__ = [
     "REDUCE_AS_STORED",
@@ -471,13 +476,3 @@ def _clone_function(fn: UpdateFn) -> UpdateFn:
     clone.__kwdefaults__ = fn.__kwdefaults__
     clone.__qualname__ = fn.__qualname__
     return clone
-
-
-def _buckets(
-    params: Sequence[Tensor], steps: Sequence[int]
-) -> dict[tuple[torch.device, torch.dtype, int], list[int]]:
-    """Indices of ``params`` grouped by (device, dtype, step): one scalar set each."""
-    out: dict[tuple[torch.device, torch.dtype, int], list[int]] = {}
-    for i, (param, step) in enumerate(zip(params, steps, strict=True)):
-        out.setdefault((param.device, param.dtype, step), []).append(i)
-    return out

@@ -19,6 +19,7 @@ from optimizers._common import (
     _check_nonnegative,
 )
 from optimizers._fused import REDUCE_AS_STORED, apply_fused, per_layer_values
+from optimizers._native import native_kernel
 
 __all__ = ["LAMB"]
 
@@ -257,6 +258,26 @@ def _single_tensor_lamb(
         _lamb_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], layer, **update)
 
 
+# The native CPU kernel (csrc/lamb.cpp) reads these of _lamb_scalars' coefficients.
+_NATIVE = native_kernel(
+    "lamb",
+    width=4,
+    scalars=(
+        "lr",
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "inv_bias_correction1",
+        "inv_sqrt_bias_correction2",
+        "eps",
+        "weight_decay",
+        "max_weight_norm",
+        "trust_ratio",
+    ),
+)
+
+
 def _fused_lamb(
     params: list[Tensor],
     grads: list[Tensor],
@@ -267,22 +288,30 @@ def _fused_lamb(
     exclude_1d: bool,
     **hparams: Any,
 ) -> None:
-    """Fused path: the two kernels compiled, one after the other over all tensors.
+    """Fused path: float32/float64 CPU tensors through the native kernel (both passes
+    in one loop nest, see :mod:`optimizers._native`), the others through the two
+    kernels compiled, one after the other over all tensors.
 
     The fused path flattens tensors, so ``exclude_1d`` is applied here, by running
     the adapted and the excluded tensors as two calls (two compiled variants).
     """
     for adapt in (True, False):
         idx = [i for i, p in enumerate(params) if (not (exclude_1d and p.ndim <= 1)) == adapt]
-        if not idx:
-            continue
-        p, g, m, v = ([lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs))
-        layers = [per_layer_values(param, 1) for param in p]  # lr * ratio
-        bucket_steps = [steps[i] for i in idx]
 
         def scalars(step: int, adapt: bool = adapt) -> tuple[dict[str, Any], dict[str, Any]]:
             return _lamb_scalars(step, trust_ratio=adapt, **hparams)
 
+        tensors = [[lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs)]
+        bucket_steps = [steps[i] for i in idx]
+        if idx:
+            # The moments' keys include the update's.
+            left = _NATIVE.run_buckets(tensors, bucket_steps, lambda step: scalars(step)[0])
+            tensors = [[lst[i] for i in left] for lst in tensors]
+            bucket_steps = [bucket_steps[i] for i in left]
+        if not bucket_steps:
+            continue
+        p, g, m, v = tensors
+        layers = [per_layer_values(param, 1) for param in p]  # lr * ratio
         apply_fused(
             _lamb_moments_kernel,
             [p, g, m, v, layers],

@@ -19,6 +19,7 @@ from optimizers._common import (
     _is_number,
 )
 from optimizers._fused import REDUCE_AS_STORED, apply_fused, per_layer_values
+from optimizers._native import native_kernel
 
 __all__ = ["SETAdam"]
 
@@ -276,6 +277,33 @@ def _single_tensor_set_adam(
         _set_adam_update_kernel(param, exp_avgs[i], exp_avg_sqs[i], layer, **update)
 
 
+# The native CPU kernel (csrc/set_adam.cpp) reads these coefficients, from
+# _native_scalars, in this order.
+_NATIVE = native_kernel(
+    "set_adam",
+    width=4,
+    scalars=(
+        "l2",
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "bias_correction2",
+        "eps",
+        "tau",
+        "accumulate",
+        "decay",
+        "step_size",
+    ),
+)
+
+
+def _native_scalars(step: int, **hparams: Any) -> dict[str, Any]:
+    """Both passes' coefficients, ``eps_mode`` as the flag ``accumulate``."""
+    moments, update = _set_adam_scalars(step, **hparams)
+    return {**moments, **update, "accumulate": hparams["eps_mode"] == "accumulate"}
+
+
 def _fused_set_adam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -284,24 +312,33 @@ def _fused_set_adam(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Fused path: the two kernels compiled, one after the other over all tensors.
+    """Fused path: float32/float64 CPU tensors through the native kernel (both passes
+    in one loop nest, see :mod:`optimizers._native`), the others through the two
+    kernels compiled, one after the other over all tensors.
 
     Both passes must end before ``theta`` moves (``c`` and ``min(w)`` need the whole
-    updated ``v``), so a step moves 9 tensors' worth of bytes, not the 7 of one pass.
+    updated ``v``), so a step moves 9 tensors' worth of bytes, not the 7 of one pass
+    (the native kernel reads the second pass's 3 from cache where they fit).
     """
-    layers = [per_layer_values(p, 2) for p in params]  # (scale, shift)
+    tensors = [params, grads, exp_avgs, exp_avg_sqs]
+    left = _NATIVE.run_buckets(tensors, steps, lambda step: _native_scalars(step, **hparams))
+    if not left:
+        return
+    p, g, m, v = ([lst[i] for i in left] for lst in tensors)
+    left_steps = [steps[i] for i in left]
+    layers = [per_layer_values(param, 2) for param in p]  # (scale, shift)
     apply_fused(
         _set_adam_moments_kernel,
-        [params, grads, exp_avgs, exp_avg_sqs, layers],
-        steps,
+        [p, g, m, v, layers],
+        left_steps,
         lambda step: _set_adam_scalars(step, **hparams)[0],
         per_row=1,
         options=REDUCE_AS_STORED,
     )
     apply_fused(
         _set_adam_update_kernel,
-        [params, exp_avgs, exp_avg_sqs, layers],
-        steps,
+        [p, m, v, layers],
+        left_steps,
         lambda step: _set_adam_scalars(step, **hparams)[1],
         per_row=1,
     )

@@ -412,11 +412,13 @@ def _assert_parity(
 ) -> None:
     """``impl`` on ``device`` against the reference loop on the CPU: parameters and
     every state buffer. A fused kernel that fails to compile warns and runs eagerly
-    (same numbers): that warning fails the test, so parity means the compiled code."""
+    (same numbers), and so does a native kernel that fails to build: those warnings
+    fail the test, so parity means the compiled (or native) code."""
     reference = {"foreach": False} if "foreach" in _impl_kwargs(name) else {}
     ref_opt, ref_params = _run_synthetic(name, reference, shapes)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "torch.compile of", RuntimeWarning)
+        warnings.filterwarnings("error", "the native CPU kernel", RuntimeWarning)
         opt, params = _run_synthetic(name, impl, shapes, device)
     assert all(p.device.type == device.type for p in params)
     for p, q in zip(params, ref_params, strict=True):
@@ -441,8 +443,8 @@ def _fused_params() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("name", list(_fused_params()))
-def test_fused_matches_reference(name: str, device: torch.device) -> None:
-    _assert_parity(name, {"fused": True}, FUSED_PARITY_SHAPES, device)
+def test_fused_matches_reference(name: str, fused_device: torch.device) -> None:
+    _assert_parity(name, {"fused": True}, FUSED_PARITY_SHAPES, fused_device)
 
 
 # O8: dtypes and numerical robustness

@@ -62,14 +62,14 @@ CASES: list[tuple[type[Optimizer], dict[str, Any]]] = [
     ("cls", "kwargs"), CASES, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CASES)]
 )
 def test_fused_matches_reference_variants(
-    cls: type[Optimizer], kwargs: dict[str, Any], device: torch.device
+    cls: type[Optimizer], kwargs: dict[str, Any], fused_device: torch.device
 ) -> None:
     """float64, compiled (130 x 130 and 20_000) and eager (small) tensors, 40 steps;
-    the fused path on ``device``, the reference on the CPU."""
+    the fused path on ``fused_device``, the reference on the CPU."""
     gen = torch.Generator().manual_seed(0)
     shapes = [(130, 130), (20_000,), (7,), (1,)]
     ref = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-    fused = [t.to(device, copy=True) for t in ref]
+    fused = [t.to(fused_device, copy=True) for t in ref]
     opt_ref = cls(ref, lr=1e-2, foreach=False, **kwargs)
     opt_fused = cls(fused, lr=1e-2, fused=True, **kwargs)
     with warnings.catch_warnings():
@@ -77,10 +77,10 @@ def test_fused_matches_reference_variants(
         for t in range(40):
             for a, b in zip(ref, fused, strict=True):
                 g = torch.randn(a.shape, generator=gen, dtype=torch.float64) * (t % 3)
-                a.grad, b.grad = g + a, g.to(device) + b
+                a.grad, b.grad = g + a, g.to(fused_device) + b
             opt_ref.step()
             opt_fused.step()
     for a, b in zip(ref, fused, strict=True):
-        assert b.device.type == device.type
+        assert b.device.type == fused_device.type
         assert torch.isfinite(b).all()
         torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-12)
