@@ -9,9 +9,8 @@ crosses the memory bus once per operation that touches it: on a 2-core CPU a
 Compiling the per-tensor update with ``torch.compile`` gives the same single pass
 for every optimizer without a hand-written kernel per optimizer (measured on the
 bench's demonstrator Adam: see ``bench/optimizer_step.py``). On CUDA this is every
-fused path; on the CPU, optimizers whose step needs two passes (LAMB, SET-Adam) run
-float32/float64 tensors through a native kernel instead (:mod:`optimizers._native`
-says why) and come here for the rest.
+fused path; on the CPU, our optimizers run float32/float64 tensors through a native
+kernel instead (:mod:`optimizers._native` says why) and come here for the rest.
 
 An optimizer provides one *kernel*: ``fn(param, grad, *state, **scalars)``, the
 element-wise update of one tensor, which its reference path also calls eagerly.

@@ -18,6 +18,7 @@ from optimizers._common import (
     _check_nonnegative,
 )
 from optimizers._fused import apply_fused
+from optimizers._native import native_kernel
 
 __all__ = ["AdEMAMix"]
 
@@ -240,6 +241,28 @@ def _single_tensor_ademamix(
         )
 
 
+# The native CPU kernel (csrc/ademamix.cpp) reads these of _ademamix_scalars'
+# coefficients.
+_NATIVE = native_kernel(
+    "ademamix",
+    width=5,
+    scalars=(
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "beta3",
+        "one_minus_beta3",
+        "alpha",
+        "inv_bias_correction1",
+        "inv_sqrt_bias_correction2",
+        "eps",
+        "decay",
+        "lr",
+    ),
+)
+
+
 def _fused_ademamix(
     params: list[Tensor],
     grads: list[Tensor],
@@ -249,13 +272,15 @@ def _fused_ademamix(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Fused path: ``_ademamix_kernel`` compiled, one pass per tensor."""
-    apply_fused(
-        _ademamix_kernel,
-        [params, grads, exp_avgs, exp_avg_slows, exp_avg_sqs],
-        steps,
-        lambda step: _ademamix_scalars(step, **hparams),
-    )
+    """Fused path: ``_ademamix_kernel`` compiled, one pass per tensor, or on the CPU
+    the native kernel (:mod:`optimizers._native`)."""
+
+    def scalars(step: int) -> dict[str, float]:
+        return _ademamix_scalars(step, **hparams)
+
+    tensors = [params, grads, exp_avgs, exp_avg_slows, exp_avg_sqs]
+    rest, rest_steps = _NATIVE.run_buckets(tensors, steps, scalars)
+    apply_fused(_ademamix_kernel, rest, rest_steps, scalars)
 
 
 def _multi_tensor_ademamix(

@@ -19,6 +19,7 @@ from optimizers._common import (
     _is_number,
 )
 from optimizers._fused import apply_fused
+from optimizers._native import native_kernel
 
 __all__ = ["EVE"]
 
@@ -266,6 +267,27 @@ def _single_tensor_eve(
         )
 
 
+# The native CPU kernel (csrc/eve.cpp) reads these of _eve_scalars' coefficients.
+_NATIVE = native_kernel(
+    "eve",
+    width=7,
+    scalars=(
+        "decay",
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "beta3",
+        "one_minus_beta3",
+        "alpha",
+        "one_minus_alpha",
+        "eps",
+        "half_a1",
+        "half_a2",
+    ),
+)
+
+
 def _fused_eve(
     params: list[Tensor],
     grads: list[Tensor],
@@ -277,21 +299,23 @@ def _fused_eve(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Fused path: ``_eve_kernel`` compiled, one pass per tensor."""
-    apply_fused(
-        _eve_kernel,
-        [
-            params,
-            grads,
-            exp_avg_shorts,
-            exp_avg_longs,
-            exp_avg_sq_shorts,
-            exp_avg_sq_longs,
-            max_exp_avg_sq_shorts,
-        ],
-        steps,
-        lambda step: _eve_scalars(step, **hparams),
-    )
+    """Fused path: ``_eve_kernel`` compiled, one pass per tensor, or on the CPU the
+    native kernel (:mod:`optimizers._native`)."""
+    tensors = [
+        params,
+        grads,
+        exp_avg_shorts,
+        exp_avg_longs,
+        exp_avg_sq_shorts,
+        exp_avg_sq_longs,
+        max_exp_avg_sq_shorts,
+    ]
+
+    def scalars(step: int) -> dict[str, float]:
+        return _eve_scalars(step, **hparams)
+
+    rest, rest_steps = _NATIVE.run_buckets(tensors, steps, scalars)
+    apply_fused(_eve_kernel, rest, rest_steps, scalars)
 
 
 def _multi_tensor_eve(

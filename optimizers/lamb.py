@@ -301,16 +301,15 @@ def _fused_lamb(
         def scalars(step: int, adapt: bool = adapt) -> tuple[dict[str, Any], dict[str, Any]]:
             return _lamb_scalars(step, trust_ratio=adapt, **hparams)
 
+        if not idx:
+            continue
         tensors = [[lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs)]
-        bucket_steps = [steps[i] for i in idx]
-        if idx:
-            # The moments' keys include the update's.
-            left = _NATIVE.run_buckets(tensors, bucket_steps, lambda step: scalars(step)[0])
-            tensors = [[lst[i] for i in left] for lst in tensors]
-            bucket_steps = [bucket_steps[i] for i in left]
+        # The moments' keys include the update's.
+        (p, g, m, v), bucket_steps = _NATIVE.run_buckets(
+            tensors, [steps[i] for i in idx], lambda step: scalars(step)[0]
+        )
         if not bucket_steps:
             continue
-        p, g, m, v = tensors
         layers = [per_layer_values(param, 1) for param in p]  # lr * ratio
         apply_fused(
             _lamb_moments_kernel,

@@ -19,6 +19,7 @@ from optimizers._common import (
     _check_nonnegative,
 )
 from optimizers._fused import apply_fused
+from optimizers._native import native_kernel
 
 __all__ = ["RAdam"]
 
@@ -215,6 +216,25 @@ def _single_tensor_radam(
         )
 
 
+# The native CPU kernel (csrc/radam.cpp) reads these of _radam_scalars' coefficients.
+_NATIVE = native_kernel(
+    "radam",
+    width=4,
+    scalars=(
+        "decay",
+        "l2",
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "eps",
+        "sgd_step_size",
+        "adaptive_step_size",
+        "denom_shift",
+    ),
+)
+
+
 def _fused_radam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -223,13 +243,15 @@ def _fused_radam(
     steps: list[int],
     **hparams: Any,
 ) -> None:
-    """Fused path: ``_radam_kernel`` compiled, one pass per tensor."""
-    apply_fused(
-        _radam_kernel,
-        [params, grads, exp_avgs, exp_avg_sqs],
-        steps,
-        lambda step: _radam_scalars(step, **hparams),
-    )
+    """Fused path: ``_radam_kernel`` compiled, one pass per tensor, or on the CPU
+    the native kernel (:mod:`optimizers._native`)."""
+
+    def scalars(step: int) -> dict[str, float | None]:
+        return _radam_scalars(step, **hparams)
+
+    tensors = [params, grads, exp_avgs, exp_avg_sqs]
+    rest, rest_steps = _NATIVE.run_buckets(tensors, steps, scalars)
+    apply_fused(_radam_kernel, rest, rest_steps, scalars)
 
 
 def _multi_tensor_radam(

@@ -321,11 +321,11 @@ def _fused_set_adam(
     (the native kernel reads the second pass's 3 from cache where they fit).
     """
     tensors = [params, grads, exp_avgs, exp_avg_sqs]
-    left = _NATIVE.run_buckets(tensors, steps, lambda step: _native_scalars(step, **hparams))
-    if not left:
+    (p, g, m, v), left_steps = _NATIVE.run_buckets(
+        tensors, steps, lambda step: _native_scalars(step, **hparams)
+    )
+    if not left_steps:
         return
-    p, g, m, v = ([lst[i] for i in left] for lst in tensors)
-    left_steps = [steps[i] for i in left]
     layers = [per_layer_values(param, 2) for param in p]  # (scale, shift)
     apply_fused(
         _set_adam_moments_kernel,

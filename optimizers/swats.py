@@ -23,6 +23,7 @@ from optimizers._common import (
     _closure_loss,
 )
 from optimizers._fused import apply_fused, scalar_dtype
+from optimizers._native import native_kernel
 
 __all__ = ["SWATS"]
 
@@ -455,6 +456,23 @@ def _multi_tensor_sgd(
         torch._foreach_add_(p, torch._foreach_mul(b, [-sgd_lrs[i] for i in idx]))
 
 
+# The native CPU kernel of the Adam phase (csrc/swats.cpp) reads these of
+# _adam_scalars' coefficients.
+_NATIVE_ADAM = native_kernel(
+    "swats",
+    width=5,
+    scalars=(
+        "l2",
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "eps",
+        "neg_step_size",
+    ),
+)
+
+
 def _fused_adam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -463,19 +481,20 @@ def _fused_adam(
     steps: list[int],
     hp: _Hyper,
 ) -> Tensor:
-    """Fused path: ``_adam_kernel`` compiled, the dot products in the same pass.
+    """Fused path: ``_adam_kernel`` compiled, the dot products in the same pass, or on
+    the CPU the native kernel (:mod:`optimizers._native`).
 
     Each tensor's ``dots`` accumulator rides in its row, whole (``per_row``, see
     :mod:`optimizers._fused`), so a compiled call updates several tensors.
     """
+
+    def scalars(step: int) -> dict[str, Any]:
+        return _adam_scalars(step, hp)
+
     dots = _new_dots(params)
-    apply_fused(
-        _adam_kernel,
-        [params, grads, exp_avgs, exp_avg_sqs, dots],
-        steps,
-        lambda step: _adam_scalars(step, hp),
-        per_row=1,
-    )
+    tensors = [params, grads, exp_avgs, exp_avg_sqs, dots]
+    rest, rest_steps = _NATIVE_ADAM.run_buckets(tensors, steps, scalars)
+    apply_fused(_adam_kernel, rest, rest_steps, scalars, per_row=1)
     return _dots_to_host(dots)
 
 

@@ -43,6 +43,7 @@ CASES: list[tuple[type[Optimizer], dict[str, Any]]] = [
     (AdEMAMix, {"betas": (0.0, 0.999, 0.9999), "alpha_warmup": 20, "beta3_warmup": 20}),
     (AdEMAMix, {"alpha_warmup": 20, "beta3_warmup": 20, "weight_decay": 0.1}),
     (RAdam, {"eps": 0.0, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    (RAdam, {"weight_decay": 0.1}),  # L2
     (EVE, {"amsgrad": True, "weight_decay": 0.1}),
     (
         SETAdam,

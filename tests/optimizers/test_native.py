@@ -16,9 +16,31 @@ import pytest
 import torch
 from torch.optim import Optimizer
 
-from optimizers import LAMB, SETAdam, _native, lamb, set_adam
+from optimizers import (
+    EVE,
+    LAMB,
+    SWATS,
+    AdEMAMix,
+    RAdam,
+    SETAdam,
+    _native,
+    ademamix,
+    eve,
+    lamb,
+    radam,
+    set_adam,
+    swats,
+)
 
-KERNELS = {"lamb": (LAMB, lamb), "set_adam": (SETAdam, set_adam)}
+# Each optimizer with a native kernel: its class, and the kernel.
+KERNELS = {
+    "ademamix": (AdEMAMix, ademamix._NATIVE),
+    "eve": (EVE, eve._NATIVE),
+    "lamb": (LAMB, lamb._NATIVE),
+    "radam": (RAdam, radam._NATIVE),
+    "set_adam": (SETAdam, set_adam._NATIVE),
+    "swats": (SWATS, swats._NATIVE_ADAM),
+}
 # Sizes around the per-thread slices (16 elements) and smaller than the thread count.
 SHAPES = [(1,), (2,), (15,), (16,), (17,), (33,), (40, 25), (3, 4, 5)]
 
@@ -37,23 +59,24 @@ def _run(
     return [p.detach() for p in params]
 
 
-def _row(*tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-    return [tensors]
+def test_every_kernel_is_listed() -> None:
+    assert _native.kernel_names() == sorted(KERNELS)
+
+
+def _rows(kernel: _native.NativeKernel, t: torch.Tensor) -> list[list[torch.Tensor]]:
+    """One row of ``kernel.width`` tensors like ``t`` (clones, so none aliases)."""
+    return [[t if i == 0 else t.clone() for i in range(kernel.width)]]
 
 
 @pytest.mark.parametrize("name", KERNELS)
 def test_runs_float32_and_float64_contiguous_cpu_tensors_only(name: str) -> None:
-    kernel = KERNELS[name][1]._NATIVE
+    kernel = KERNELS[name][1]
     for dtype in (torch.float32, torch.float64):
-        t = torch.zeros(4, 5, dtype=dtype)
-        assert kernel.applies(_row(t, t.clone(), t.clone(), t.clone()))
-    bf16 = torch.zeros(4, 5, dtype=torch.bfloat16)
-    assert not kernel.applies(_row(bf16, bf16.clone(), bf16.clone(), bf16.clone()))
-    strided = torch.zeros(5, 4).t()
-    assert not kernel.applies(_row(strided, strided.clone(), strided.clone(), strided))
+        assert kernel.applies(_rows(kernel, torch.zeros(4, 5, dtype=dtype)))
+    assert not kernel.applies(_rows(kernel, torch.zeros(4, 5, dtype=torch.bfloat16)))
+    assert not kernel.applies(_rows(kernel, torch.zeros(5, 4).t()))
     with _native.disabled():
-        t = torch.zeros(3)
-        assert not kernel.applies(_row(t, t.clone(), t.clone(), t.clone()))
+        assert not kernel.applies(_rows(kernel, torch.zeros(3)))
 
 
 @pytest.mark.parametrize("name", KERNELS)
