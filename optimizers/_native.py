@@ -40,6 +40,7 @@ The choices:
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -98,7 +99,9 @@ def disabled() -> Iterator[None]:
 class NativeKernel:
     """One kernel of ``csrc/<name>.cpp``: built on first use, then called per bucket.
 
-    ``scalars`` names the coefficients in the order the C++ reads them.
+    A row is ``width`` tensors: the parameter, its gradient (read only), then what
+    the kernel updates. ``scalars`` names the coefficients in the order the C++
+    reads them.
     """
 
     def __init__(self, name: str, width: int, scalars: Sequence[str]) -> None:
@@ -159,6 +162,12 @@ class NativeKernel:
         )
         function = self._functions[_dtype(params)]
         function(len(rows), numels, pointers, values, torch.get_num_threads())
+        # Writes through data pointers are invisible to autograd: bump the version of
+        # every tensor but the (read-only) gradient, as an ATen in-place op would, so
+        # that a graph which saved a parameter still refuses to backward through it.
+        torch.autograd.graph.increment_version(
+            [t for row in rows for i, t in enumerate(row) if t is not None and i != 1]
+        )
 
     def _load(self) -> bool:
         if self._functions is not None:
@@ -219,6 +228,14 @@ def _compiler() -> str:
     return compiler
 
 
+@functools.cache
+def _version(compiler: str) -> str:
+    """What ``compiler --version`` prints (once per process and compiler)."""
+    return subprocess.run(
+        [compiler, "--version"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
 def _cpu_features() -> str:
     """What ``-march=native`` depends on: the CPU's flags where Linux lists them."""
     try:
@@ -241,11 +258,8 @@ def _cache_dir() -> Path:
 def _build(name: str) -> Path:
     """The path of ``csrc/<name>.cpp``'s library, compiled if not cached yet."""
     compiler = _compiler()
-    version = subprocess.run(
-        [compiler, "--version"], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
     digest = hashlib.sha256()
-    for part in (version, " ".join(_FLAGS), platform.machine(), _cpu_features()):
+    for part in (_version(compiler), " ".join(_FLAGS), platform.machine(), _cpu_features()):
         digest.update(part.encode())
     for source in sorted(_SOURCES.iterdir()):
         digest.update(source.name.encode() + source.read_bytes())

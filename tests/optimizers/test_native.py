@@ -131,6 +131,19 @@ def test_a_step_repeats_bit_for_bit_and_the_thread_count_changes_only_rounding(
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", KERNELS)
+def test_autograd_sees_the_writes(name: str) -> None:
+    """As after an ATen in-place op: a graph that saved the parameter refuses to
+    backward once the step has moved it (no silently wrong gradients)."""
+    param = torch.randn(40, requires_grad=True)
+    opt = KERNELS[name][0]([param], fused=True)
+    loss = (param * param).sum()  # saves param
+    param.grad = torch.ones(40)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_a_library_is_built_once_and_found_in_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
