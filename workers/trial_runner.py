@@ -385,12 +385,34 @@ def _fit(
 
 
 def _optimizer_factory(config: Configuration) -> Callable[[Any, int], torch.optim.Optimizer]:
+    """The trial's optimizer, on its fused path where it has one and runs on the CPU.
+
+    On the CPU the fused paths are native kernels (``optimizers._native``): 1.3-7x
+    faster steps than the default foreach path on the catalogue's models, the same
+    update to rounding. On CUDA they are compiled on a trial's first step, which this
+    project has not measured against short trials yet, so GPU trials keep the default.
+    """
+
     def make(params: Any, total_steps: int) -> torch.optim.Optimizer:
+        groups = list(params)
         return optimizers.build(
-            config.optimizer, params, total_steps=total_steps, **config.hyperparameters
+            config.optimizer,
+            groups,
+            total_steps=total_steps,
+            fused=_on_cpu(groups),
+            **config.hyperparameters,
         )
 
     return make
+
+
+def _on_cpu(params: list[Any]) -> bool:
+    """Whether the first tensor of ``params`` (tensors or param groups) is on the CPU."""
+    for item in params:
+        tensors = item["params"] if isinstance(item, dict) else [item]
+        for tensor in tensors:
+            return bool(tensor.device.type == "cpu")
+    return True
 
 
 def _schedule_factory(

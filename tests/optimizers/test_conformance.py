@@ -271,6 +271,18 @@ def _invalid_cases() -> Iterator[tuple[str, str, object]]:
                 yield name, hp, value
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_build_fused_asks_for_the_fused_path_where_there_is_one(name: str) -> None:
+    """``fused=True`` picks the path, never an error: classes without one ignore it."""
+    p = _leaf(torch.zeros(4, 3))
+    opt = build(name, [p], total_steps=10, fused=True)
+    groups = getattr(opt, "optimizer", opt).param_groups
+    assert groups[0].get("fused") is ("fused" in _impl_kwargs(name) or None)
+    p.grad = torch.ones(4, 3)
+    opt.step()
+    assert torch.isfinite(p).all()
+
+
 @pytest.mark.parametrize(("name", "hp", "value"), list(_invalid_cases()))
 def test_build_rejects_invalid_value_naming_it(name: str, hp: str, value: object) -> None:
     with pytest.raises(ValueError, match=hp):

@@ -275,6 +275,13 @@ def test_build_composes_lookahead_over_radam() -> None:
     opt.step()
 
 
+def test_build_passes_fused_to_the_wrapped_base() -> None:
+    p = torch.zeros(3, requires_grad=True)
+    opt = build("lookahead+radam", [p], fused=True)
+    assert isinstance(opt, Lookahead)
+    assert opt.optimizer.param_groups[0]["fused"] is True
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

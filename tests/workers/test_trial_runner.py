@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -21,8 +22,10 @@ from service.models._types import utcnow
 from service.trials import repository as trials
 from tests.factories import example_job
 from workers import reconcile
+from workers.objective import Configuration
 from workers.optuna_storage import get_storage, study_name
-from workers.trial_runner import run_trial
+from workers.training.loop import param_groups
+from workers.trial_runner import _optimizer_factory, run_trial
 
 
 def submit(client: TestClient, auth: dict[str, str], **overrides: Any) -> uuid.UUID:
@@ -191,3 +194,13 @@ def test_best_follows_the_direction(
     values = sorted(r.value for r in runs(job_id) if r.value is not None)
     best = client.get(f"/v1/jobs/{job_id}/best", headers=auth).json()
     assert best["value"] == pytest.approx(values[-1] if direction == "maximize" else values[0])
+
+
+@pytest.mark.parametrize(("name", "fused"), [("lamb", True), ("adamw", True), ("nadam", None)])
+def test_cpu_trials_take_the_fused_path_where_the_optimizer_has_one(
+    name: str, fused: bool | None
+) -> None:
+    """On the CPU a fused path is a native kernel (or torch's own): same update, faster."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    optimizer = _optimizer_factory(Configuration(name, {}))(param_groups(net), 10)
+    assert [g.get("fused") for g in optimizer.param_groups] == [fused, fused]
