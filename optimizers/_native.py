@@ -28,11 +28,11 @@ The choices:
   not do) and no fast-math: float64 results agree with the reference to rounding
   (the conformance suite checks 1e-10 over 200 steps).
 * **Where it applies.** The fused path of AdEMAMix, EVE, LAMB, RAdam, SET-Adam and
-  SWATS's Adam phase, on float32 and float64 tensors on the CPU, contiguous; anything
-  else (CUDA, bf16, a non-contiguous tensor) takes the compiled path, which stays the
-  one definition of record beside the reference (both are checked against it). A missing
-  compiler or a failed build warns once and the compiled path runs, with the same
-  results. ``OPTSERVE_NATIVE_KERNELS=0`` turns the native kernels off.
+  both SWATS phases, on float32 and float64 tensors on the CPU, contiguous; anything
+  else (CUDA, bf16, a non-contiguous tensor) takes the compiled path (checked against
+  the reference, as the native kernels are). A missing compiler or a failed build
+  warns once and the compiled path runs, with the same results.
+  ``OPTSERVE_NATIVE_KERNELS=0`` turns the native kernels off.
 * **Threads:** ``torch.get_num_threads()``, as torch's own CPU kernels use (the
   worker sets it from its concurrency).
 """
@@ -97,15 +97,19 @@ def disabled() -> Iterator[None]:
 
 
 class NativeKernel:
-    """One kernel of ``csrc/<name>.cpp``: built on first use, then called per bucket.
+    """One kernel of ``csrc/<source>.cpp`` (``source`` defaults to ``name``): built on
+    first use, then called per bucket.
 
     A row is ``width`` tensors: the parameter, its gradient (read only), then what
     the kernel updates. ``scalars`` names the coefficients in the order the C++
     reads them.
     """
 
-    def __init__(self, name: str, width: int, scalars: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, width: int, scalars: Sequence[str], source: str | None = None
+    ) -> None:
         self.name = name
+        self.source = source or name
         self.width = width
         self.scalars = tuple(scalars)
         self._functions: dict[torch.dtype, Callable[..., None]] | None = None
@@ -175,7 +179,7 @@ class NativeKernel:
         with self._lock:
             if self._functions is None and not self._failed:
                 try:
-                    library = ctypes.CDLL(str(_build(self.name)))
+                    library = ctypes.CDLL(str(_build(self.source)))
                     functions = {}
                     for dtype, suffix in _DTYPES.items():
                         fn = getattr(library, f"{self.name}_{suffix}")
@@ -192,11 +196,14 @@ class NativeKernel:
 _KERNELS: dict[str, NativeKernel] = {}
 
 
-def native_kernel(name: str, width: int, scalars: Sequence[str]) -> NativeKernel:
-    """The process-wide kernel of ``csrc/<name>.cpp``, whose rows hold ``width``
-    tensors and which reads ``scalars`` in this order. ``name`` is the optimizer's
-    registry name (the bench finds its ``compiled`` rows by it)."""
-    return _KERNELS.setdefault(name, NativeKernel(name, width, scalars))
+def native_kernel(
+    name: str, width: int, scalars: Sequence[str], source: str | None = None
+) -> NativeKernel:
+    """The process-wide kernel ``name`` of ``csrc/<source>.cpp`` (``source`` defaults
+    to ``name``), whose rows hold ``width`` tensors and which reads ``scalars`` in this
+    order. An optimizer's (first) kernel is named as in the registry: the bench finds
+    its ``compiled`` rows by it."""
+    return _KERNELS.setdefault(name, NativeKernel(name, width, scalars, source))
 
 
 def kernel_names() -> list[str]:

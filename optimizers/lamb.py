@@ -69,6 +69,8 @@ class LAMB(MultiPathOptimizer):
             are written, then the parameter, with ``r`` recomputed from ``theta``,
             ``m`` and ``v``. Cannot be combined with ``foreach=True`` (default: None,
             i.e. no).
+            On the CPU, float32 and float64 tensors run a native kernel of the same
+            operations instead (see :mod:`optimizers._native`).
 
     Sparse gradients and complex parameters are not supported (``RuntimeError``).
 

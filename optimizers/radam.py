@@ -69,6 +69,8 @@ class RAdam(MultiPathOptimizer):
             ``torch.compile`` (see :mod:`optimizers._fused`): the same kernel as the
             reference path, close to the memory-traffic floor. Cannot be combined
             with ``foreach=True`` (default: None, i.e. no).
+            On the CPU, float32 and float64 tensors run a native kernel of the same
+            operations instead (see :mod:`optimizers._native`).
 
     Sparse gradients and complex parameters are not supported (``RuntimeError``).
 

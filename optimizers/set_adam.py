@@ -82,6 +82,8 @@ class SETAdam(MultiPathOptimizer):
             moments with the reductions taken as ``v`` is written; then the
             parameter. Cannot be combined with ``foreach=True`` (default: None,
             i.e. no).
+            On the CPU, float32 and float64 tensors run a native kernel of the same
+            operations instead (see :mod:`optimizers._native`).
 
     Sparse gradients are not supported (``RuntimeError``).
 

@@ -99,6 +99,8 @@ class SWATS(Optimizer):
             the SGD phase one pass updates the momentum and the parameter. The switch
             test itself runs on the host, once per step, on every path. Cannot be
             combined with ``foreach=True`` (default: None, i.e. no).
+            On the CPU, float32 and float64 tensors run a native kernel of the same
+            operations instead (see :mod:`optimizers._native`).
 
     Sparse gradients and complex parameters are not supported (``RuntimeError``).
 
@@ -498,6 +500,10 @@ def _fused_adam(
     return _dots_to_host(dots)
 
 
+# The native CPU kernel of the SGD phase (csrc/swats.cpp) reads these coefficients.
+_NATIVE_SGD = native_kernel("swats_sgd", width=3, scalars=("l2", "beta1", "neg_lr"), source="swats")
+
+
 def _fused_sgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -505,7 +511,8 @@ def _fused_sgd(
     sgd_lrs: list[float],
     hp: _Hyper,
 ) -> None:
-    """Fused path: ``_sgd_kernel`` compiled, one call per distinct rate."""
+    """Fused path: ``_sgd_kernel`` compiled, or on the CPU the native kernel, one call
+    per distinct rate."""
     by_rate: dict[float, list[int]] = {}
     for i, rate in enumerate(sgd_lrs):
         by_rate.setdefault(rate, []).append(i)
@@ -514,12 +521,9 @@ def _fused_sgd(
         def scalars(_step: int, rate: float = rate) -> dict[str, Any]:
             return {"l2": hp.l2, "beta1": hp.beta1, "neg_lr": -rate}
 
-        apply_fused(
-            _sgd_kernel,
-            [[lst[i] for i in idx] for lst in (params, grads, bufs)],
-            [0] * len(idx),
-            scalars,
-        )
+        tensors = [[lst[i] for i in idx] for lst in (params, grads, bufs)]
+        rest, rest_steps = _NATIVE_SGD.run_buckets(tensors, [0] * len(idx), scalars)
+        apply_fused(_sgd_kernel, rest, rest_steps, scalars)
 
 
 _REFERENCE = _Path(_single_tensor_adam, _single_tensor_sgd)

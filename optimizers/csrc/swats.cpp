@@ -1,7 +1,7 @@
-// SWATS's Adam phase on the CPU, one pass (see swats.py for the algorithm and
-// multi_tensor.h for the layout). Each line is the reference path's
-// (``_adam_kernel``), in the same order of operations. A row's fifth tensor is the
-// layer's float64 ``dots``, to which the step adds (p.p, p.g).
+// SWATS's two phases on the CPU, one pass each (see swats.py for the algorithm and
+// multi_tensor.h for the layout). Each line is the reference path's (``_adam_kernel``,
+// ``_sgd_kernel``), in the same order of operations. In the Adam phase a row's fifth
+// tensor is the layer's float64 ``dots``, to which the step adds (p.p, p.g).
 #include "multi_tensor.h"
 
 namespace {
@@ -54,6 +54,38 @@ void swats_adam(int64_t rows, const int64_t* numels, void* const* tensors, const
   }
 }
 
+// The SGD phase: momentum ``beta1`` at the rate ``-neg_lr`` (one rate per call).
+template <typename T, bool kL2>
+void swats_sgd_rows(int64_t rows, const int64_t* numels, void* const* tensors, const double* s) {
+  const T l2 = kL2 ? s[0] : 0.0;
+  const T beta1 = s[1], neg_lr = s[2];
+  for (int64_t row = 0; row < rows; ++row) {
+    T* __restrict param = static_cast<T*>(tensors[3 * row]);
+    const T* __restrict grad = static_cast<const T*>(tensors[3 * row + 1]);
+    T* __restrict momentum_buffer = static_cast<T*>(tensors[3 * row + 2]);
+    const optserve::Slice slice = optserve::thread_slice(numels[row]);
+#pragma omp simd
+    for (int64_t i = slice.lo; i < slice.hi; ++i) {
+      T g = grad[i];
+      if (kL2) g = g + param[i] * l2;
+      const T buf = momentum_buffer[i] * beta1 + g;
+      momentum_buffer[i] = buf;
+      param[i] = param[i] + buf * neg_lr;
+    }
+  }
+}
+
+template <typename T>
+void swats_sgd(int64_t rows, const int64_t* numels, void* const* tensors, const double* s,
+               optserve::RowReduction&) {
+  if (std::isnan(s[0])) {
+    swats_sgd_rows<T, false>(rows, numels, tensors, s);
+  } else {
+    swats_sgd_rows<T, true>(rows, numels, tensors, s);
+  }
+}
+
 }  // namespace
 
 OPTSERVE_KERNEL(swats, swats_adam)
+OPTSERVE_KERNEL(swats_sgd, swats_sgd)

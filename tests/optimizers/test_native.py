@@ -40,6 +40,7 @@ KERNELS = {
     "radam": (RAdam, radam._NATIVE),
     "set_adam": (SETAdam, set_adam._NATIVE),
     "swats": (SWATS, swats._NATIVE_ADAM),
+    "swats_sgd": (SWATS, swats._NATIVE_SGD),  # checked across the switch in test_swats.py
 }
 # Sizes around the per-thread slices (16 elements) and smaller than the thread count.
 SHAPES = [(1,), (2,), (15,), (16,), (17,), (33,), (40, 25), (3, 4, 5)]

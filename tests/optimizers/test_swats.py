@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from optimizers import SWATS, build, get_spec
+from optimizers import SWATS, _native, build, get_spec
 
 STEPS = 200
 SHAPES = [(4, 3), (5,), (2, 2, 3)]
@@ -252,13 +252,19 @@ FAST_CONFIGS = {
 }
 FAST_PATHS = [
     pytest.param({"foreach": True}, id="foreach"),
+    # On the CPU: the native kernels, then the compiled ones (what CUDA runs).
     pytest.param({"fused": True}, id="fused", marks=pytest.mark.slow),
+    pytest.param({"fused": True, "native": False}, id="fused-compiled", marks=pytest.mark.slow),
 ]
 
 
 def _run_fast_problem(
     config: dict[str, Any], impl: dict[str, bool]
 ) -> tuple[list[torch.Tensor], SWATS]:
+    impl = dict(impl)
+    if not impl.pop("native", True):
+        with _native.disabled():
+            return _run_fast_problem(config, impl)
     rng = np.random.default_rng(1)
     problem = [
         {
