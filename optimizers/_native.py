@@ -101,17 +101,24 @@ class NativeKernel:
     first use, then called per bucket.
 
     A row is ``width`` tensors: the parameter, its gradient (read only), then what
-    the kernel updates. ``scalars`` names the coefficients in the order the C++
-    reads them.
+    the kernel updates, all like the parameter, and last ``len(per_row)`` small
+    float64 tensors of ``per_row`` elements (a layer's accumulators). ``scalars``
+    names the coefficients in the order the C++ reads them.
     """
 
     def __init__(
-        self, name: str, width: int, scalars: Sequence[str], source: str | None = None
+        self,
+        name: str,
+        width: int,
+        scalars: Sequence[str],
+        source: str | None = None,
+        per_row: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.source = source or name
         self.width = width
         self.scalars = tuple(scalars)
+        self.per_row = tuple(per_row)
         self._functions: dict[torch.dtype, Callable[..., None]] | None = None
         self._failed = False
         self._lock = threading.Lock()
@@ -141,22 +148,39 @@ class NativeKernel:
         return rest, [steps[i] for i in left]
 
     def applies(self, rows: Sequence[Row]) -> bool:
-        """Whether every row can run here (CPU, float32/float64, contiguous)."""
+        """Whether every row can run here: CPU, float32/float64, contiguous, and the
+        sizes and dtypes the C++ assumes (it cannot check them: a mismatch, say from
+        a hand-edited state, takes the compiled path and its errors)."""
         if not _state["enabled"] or self._failed:
             return False
-        return (
-            all(
-                t is None or (t.is_cpu and t.dtype in _DTYPES and t.is_contiguous())
-                for row in rows
-                for t in row
+        return all(self._fits(row) for row in rows) and self._load()
+
+    def _fits(self, row: Row) -> bool:
+        param = row[0]
+        if len(row) != self.width or param is None or param.dtype not in _DTYPES:
+            return False
+        body = len(row) - len(self.per_row)
+        like_param = all(
+            t is None
+            or (
+                t.is_cpu and t.dtype == param.dtype and t.shape == param.shape and t.is_contiguous()
             )
-            and self._load()
+            for t in row[:body]
         )
+        accumulators = all(
+            t is not None
+            and t.is_cpu
+            and t.dtype == torch.float64
+            and t.numel() == numel
+            and t.is_contiguous()
+            for t, numel in zip(row[body:], self.per_row, strict=True)
+        )
+        return like_param and accumulators
 
     def run(self, rows: Sequence[Row], scalars: Mapping[str, object]) -> None:
         """Update ``rows``, tensors of one dtype (call :meth:`applies` first)."""
         params = [row[0] for row in rows]
-        assert self._functions is not None and all(len(row) == self.width for row in rows)
+        assert self._functions is not None
         pointers = (ctypes.c_void_p * (len(rows) * self.width))(
             *(None if t is None else t.data_ptr() for row in rows for t in row)
         )
@@ -197,13 +221,16 @@ _KERNELS: dict[str, NativeKernel] = {}
 
 
 def native_kernel(
-    name: str, width: int, scalars: Sequence[str], source: str | None = None
+    name: str,
+    width: int,
+    scalars: Sequence[str],
+    source: str | None = None,
+    per_row: Sequence[int] = (),
 ) -> NativeKernel:
     """The process-wide kernel ``name`` of ``csrc/<source>.cpp`` (``source`` defaults
-    to ``name``), whose rows hold ``width`` tensors and which reads ``scalars`` in this
-    order. An optimizer's (first) kernel is named as in the registry: the bench finds
-    its ``compiled`` rows by it."""
-    return _KERNELS.setdefault(name, NativeKernel(name, width, scalars, source))
+    to ``name``); see :class:`NativeKernel` for the rest. An optimizer's (first) kernel
+    is named as in the registry: the bench finds its ``compiled`` rows by it."""
+    return _KERNELS.setdefault(name, NativeKernel(name, width, scalars, source, per_row))
 
 
 def kernel_names() -> list[str]:

@@ -463,6 +463,7 @@ def _multi_tensor_sgd(
 _NATIVE_ADAM = native_kernel(
     "swats",
     width=5,
+    per_row=(2,),  # dots
     scalars=(
         "l2",
         "beta1",

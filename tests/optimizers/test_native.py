@@ -65,8 +65,9 @@ def test_every_kernel_is_listed() -> None:
 
 
 def _rows(kernel: _native.NativeKernel, t: torch.Tensor) -> list[list[torch.Tensor]]:
-    """One row of ``kernel.width`` tensors like ``t`` (clones, so none aliases)."""
-    return [[t if i == 0 else t.clone() for i in range(kernel.width)]]
+    """One row like ``t`` (clones, so none aliases), with the kernel's accumulators."""
+    body = [t if i == 0 else t.clone() for i in range(kernel.width - len(kernel.per_row))]
+    return [body + [torch.zeros(n, dtype=torch.float64) for n in kernel.per_row]]
 
 
 @pytest.mark.parametrize("name", KERNELS)
@@ -78,6 +79,22 @@ def test_runs_float32_and_float64_contiguous_cpu_tensors_only(name: str) -> None
     assert not kernel.applies(_rows(kernel, torch.zeros(5, 4).t()))
     with _native.disabled():
         assert not kernel.applies(_rows(kernel, torch.zeros(3)))
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_rows_unlike_their_parameter_never_reach_the_cpp(name: str) -> None:
+    """The C++ trusts sizes and dtypes: a state buffer of another size (say, from a
+    hand-edited state dict) or dtype, or a wrong accumulator, is refused here."""
+    kernel = KERNELS[name][1]
+    for index, bad in [(2, torch.zeros(21)), (2, torch.zeros(4, 5, dtype=torch.float64))]:
+        row = _rows(kernel, torch.zeros(4, 5))[0]
+        row[index] = bad
+        assert not kernel.applies([row])
+    if kernel.per_row:
+        row = _rows(kernel, torch.zeros(4, 5))[0]
+        row[-1] = torch.zeros(3, dtype=torch.float64)
+        assert not kernel.applies([row])
+    assert not kernel.applies([_rows(kernel, torch.zeros(4, 5))[0][:-1]])
 
 
 @pytest.mark.parametrize("name", KERNELS)
