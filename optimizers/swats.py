@@ -502,7 +502,10 @@ def _fused_adam(
 
 
 # The native CPU kernel of the SGD phase (csrc/swats.cpp) reads these coefficients.
-_NATIVE_SGD = native_kernel("swats_sgd", width=3, scalars=("l2", "beta1", "neg_lr"), source="swats")
+# The native CPU kernel of the SGD phase (csrc/swats.cpp): each row carries its rate.
+_NATIVE_SGD = native_kernel(
+    "swats_sgd", width=4, scalars=("l2", "beta1"), source="swats", per_row=(1,)
+)
 
 
 def _fused_sgd(
@@ -512,19 +515,26 @@ def _fused_sgd(
     sgd_lrs: list[float],
     hp: _Hyper,
 ) -> None:
-    """Fused path: ``_sgd_kernel`` compiled, or on the CPU the native kernel, one call
-    per distinct rate."""
+    """Fused path: on the CPU the native kernel, every tensor in one call (each row
+    carries its rate ``-neg_lr`` as a float64 value: with the layer scope every layer
+    has its own); elsewhere ``_sgd_kernel`` compiled, one call per distinct rate."""
+    neg_lrs = [torch.full((1,), -rate, dtype=torch.float64) for rate in sgd_lrs]
+    (p, g, b, left_rates), _ = _NATIVE_SGD.run_buckets(
+        [params, grads, bufs, neg_lrs],
+        [0] * len(params),
+        lambda _step: {"l2": hp.l2, "beta1": hp.beta1},
+    )
     by_rate: dict[float, list[int]] = {}
-    for i, rate in enumerate(sgd_lrs):
-        by_rate.setdefault(rate, []).append(i)
+    for i, neg_lr in enumerate(left_rates):
+        by_rate.setdefault(-float(neg_lr), []).append(i)
     for rate, idx in by_rate.items():
 
         def scalars(_step: int, rate: float = rate) -> dict[str, Any]:
             return {"l2": hp.l2, "beta1": hp.beta1, "neg_lr": -rate}
 
-        tensors = [[lst[i] for i in idx] for lst in (params, grads, bufs)]
-        rest, rest_steps = _NATIVE_SGD.run_buckets(tensors, [0] * len(idx), scalars)
-        apply_fused(_sgd_kernel, rest, rest_steps, scalars)
+        apply_fused(
+            _sgd_kernel, [[lst[i] for i in idx] for lst in (p, g, b)], [0] * len(idx), scalars
+        )
 
 
 _REFERENCE = _Path(_single_tensor_adam, _single_tensor_sgd)

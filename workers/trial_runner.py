@@ -387,10 +387,12 @@ def _fit(
 def _optimizer_factory(config: Configuration) -> Callable[[Any, int], torch.optim.Optimizer]:
     """The trial's optimizer, on its fused path where it has one and runs on the CPU.
 
-    On the CPU the fused paths are native kernels (``optimizers._native``): 1.3-7x
-    faster steps than the default foreach path on the catalogue's models, the same
-    update to rounding. On CUDA they are compiled on a trial's first step, which this
-    project has not measured against short trials yet, so GPU trials keep the default.
+    On the CPU the fused paths are native kernels (``optimizers._native``) or torch's
+    fused CPU kernels: the same update to rounding, up to 9x faster steps than the
+    default path on the catalogue's models, and never more than tens of microseconds
+    slower on the smallest (``bench/trial_optimizer_step.py``). On CUDA they are
+    compiled on a trial's first step, which this project has not measured against
+    short trials yet, so GPU trials keep the default.
     """
 
     def make(params: Any, total_steps: int) -> torch.optim.Optimizer:

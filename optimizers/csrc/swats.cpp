@@ -54,15 +54,17 @@ void swats_adam(int64_t rows, const int64_t* numels, void* const* tensors, const
   }
 }
 
-// The SGD phase: momentum ``beta1`` at the rate ``-neg_lr`` (one rate per call).
+// The SGD phase: momentum ``beta1``; a row's fourth tensor is its rate ``neg_lr``
+// (one float64 value: with the layer scope, every layer has its own).
 template <typename T, bool kL2>
 void swats_sgd_rows(int64_t rows, const int64_t* numels, void* const* tensors, const double* s) {
   const T l2 = kL2 ? s[0] : 0.0;
-  const T beta1 = s[1], neg_lr = s[2];
+  const T beta1 = s[1];
   for (int64_t row = 0; row < rows; ++row) {
-    T* __restrict param = static_cast<T*>(tensors[3 * row]);
-    const T* __restrict grad = static_cast<const T*>(tensors[3 * row + 1]);
-    T* __restrict momentum_buffer = static_cast<T*>(tensors[3 * row + 2]);
+    T* __restrict param = static_cast<T*>(tensors[4 * row]);
+    const T* __restrict grad = static_cast<const T*>(tensors[4 * row + 1]);
+    T* __restrict momentum_buffer = static_cast<T*>(tensors[4 * row + 2]);
+    const T neg_lr = static_cast<const double*>(tensors[4 * row + 3])[0];
     const optserve::Slice slice = optserve::thread_slice(numels[row]);
 #pragma omp simd
     for (int64_t i = slice.lo; i < slice.hi; ++i) {
