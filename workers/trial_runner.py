@@ -220,8 +220,8 @@ def _sampler_and_pruner(
 def _best_params(claim: Claim, optimizer: str) -> dict[str, Any] | None:
     maximize = lifecycle.objectives(claim.spec)[0][1] == "maximize"
     with session_scope() as session:
-        run = trials.best_run(
-            session, claim.job_id, optimizer=optimizer, maximize=maximize, below_slot=claim.n_trials
+        run = trials.best_completed_run(
+            session, claim.job_id, maximize=maximize, optimizer=optimizer, below_slot=claim.n_trials
         )
         return dict(run.params) if run is not None else None
 

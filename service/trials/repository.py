@@ -249,13 +249,23 @@ def _completed_with_value(job_ids: Collection[uuid.UUID]) -> list[ColumnElement[
     ]
 
 
-def best_completed_run(session: Session, job_id: uuid.UUID, *, maximize: bool) -> TrialRun | None:
-    """The job's best COMPLETE run: one ordered ``LIMIT 1`` query, whatever the trial count."""
+def best_completed_run(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    maximize: bool,
+    optimizer: str | None = None,
+    below_slot: int | None = None,
+) -> TrialRun | None:
+    """The job's best COMPLETE run, of ``optimizer`` and among the first ``below_slot``
+    slots where given: one ordered ``LIMIT 1`` query, whatever the trial count."""
+    where = _completed_with_value([job_id])
+    if optimizer is not None:
+        where.append(TrialRun.optimizer == optimizer)
+    if below_slot is not None:
+        where.append(TrialRun.slot < below_slot)
     stmt = (
-        select(TrialRun)
-        .where(*_completed_with_value([job_id]))
-        .order_by(*_best_order([job_id] if maximize else []))
-        .limit(1)
+        select(TrialRun).where(*where).order_by(*_best_order([job_id] if maximize else [])).limit(1)
     )
     return session.scalar(stmt)
 
@@ -302,26 +312,6 @@ def completed_runs(session: Session, job_id: uuid.UUID) -> list[TrialRun]:
         TrialRun.value.is_not(None),
     )
     return list(session.scalars(stmt))
-
-
-def best_run(
-    session: Session, job_id: uuid.UUID, *, optimizer: str, maximize: bool, below_slot: int
-) -> TrialRun | None:
-    """The best COMPLETE run of ``optimizer`` among the job's first ``below_slot`` slots."""
-    order = TrialRun.value.desc() if maximize else TrialRun.value.asc()
-    stmt = (
-        select(TrialRun)
-        .where(
-            TrialRun.job_id == job_id,
-            TrialRun.optimizer == optimizer,
-            TrialRun.slot < below_slot,
-            TrialRun.state == TrialState.COMPLETE,
-            TrialRun.value.is_not(None),
-        )
-        .order_by(order, TrialRun.number)
-        .limit(1)
-    )
-    return session.scalar(stmt)
 
 
 def all_runs(session: Session, job_id: uuid.UUID) -> list[TrialRun]:
