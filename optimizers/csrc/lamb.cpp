@@ -36,8 +36,8 @@ void lamb(int64_t rows, const int64_t* numels, void* const* tensors, const doubl
     }
     T step_size = static_cast<T>(lr);
     if (trust_ratio) {  // the same for every thread: all of them fold, or none
-      double sums[3], unused;
-      reduction.fold(row, {weight_sq, update_sq, 0.0}, INFINITY, sums, unused);
+      double sums[2], unused;
+      reduction.fold(row, {weight_sq, update_sq}, INFINITY, sums, unused);
       double weight_norm = std::sqrt(sums[0]);
       const double update_norm = std::sqrt(sums[1]);
       if (!std::isnan(max_weight_norm) && weight_norm > max_weight_norm) {

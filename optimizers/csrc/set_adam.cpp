@@ -39,8 +39,8 @@ void set_adam_rows(int64_t rows, const int64_t* numels, void* const* tensors, co
       total_sq += wide * wide;
       least = v < least ? v : least;
     }
-    double sums[3], least_v;
-    reduction.fold(row, {total, total_sq, 0.0}, least, sums, least_v);
+    double sums[2], least_v;
+    reduction.fold(row, {total, total_sq}, least, sums, least_v);
     total = sums[0];
     total_sq = sums[1];
     // v >= 0, so its sum is NaN exactly when some v is: then so is min(v), as in torch.

@@ -35,8 +35,8 @@ void swats_adam_rows(int64_t rows, const int64_t* numels, void* const* tensors, 
       pp += wide_step * wide_step;
       pg += wide_step * wide_grad;
     }
-    double sums[3], unused;
-    reduction.fold(row, {pp, pg, 0.0}, INFINITY, sums, unused);
+    double sums[2], unused;
+    reduction.fold(row, {pp, pg}, INFINITY, sums, unused);
     if (omp_get_thread_num() == 0) {
       dots[0] += sums[0];
       dots[1] += sums[1];
